@@ -1,0 +1,79 @@
+"""Atomic writes: a file (or a directory such as ``.mlpackage``) appears complete or not at all.
+
+Every writer in edgeseg goes through :func:`atomic_output`, so a crash, a Ctrl-C or a failed
+conversion never leaves a truncated checkpoint or a half-written model file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_output(dest: str | os.PathLike[str], *, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds.
+
+    The temporary path lives in the same directory so the final ``os.replace`` is atomic on POSIX.
+    On any exception the temporary file or directory is removed and ``dest`` is left untouched.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    if is_dir:
+        tmp.mkdir()
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to the temporary path {tmp} for {dest}")
+        if is_dir and dest.exists():
+            # os.replace cannot replace a non-empty directory: move the old one aside first.
+            old = dest.with_name(f".{dest.name}.old")
+            _remove(old)
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            _remove(old)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_outputs(*dests: str | os.PathLike[str]) -> Iterator[list[Path]]:
+    """Like :func:`atomic_output` for files that belong together (OpenVINO ``.xml`` + ``.bin``).
+
+    All temporaries are written first; the renames happen only after the block succeeds, the
+    companion files first and the first-named file last, so a reader that finds the first file
+    also finds the others.
+    """
+    with contextlib.ExitStack() as stack:
+        # ExitStack leaves contexts last-entered first: the first-named file is renamed last.
+        yield [stack.enter_context(atomic_output(d)) for d in dests]
+
+
+def write_text_atomic(dest: str | os.PathLike[str], text: str) -> None:
+    with atomic_output(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(dest: str | os.PathLike[str], data: Any) -> None:
+    write_text_atomic(dest, json.dumps(data, indent=2, sort_keys=False) + "\n")
