@@ -1,1 +1,49 @@
-"""(being written)"""
+"""edgeseg.runtime: run a converted segmentation model with numpy and one inference library.
+
+    >>> import edgeseg.runtime as rt
+    >>> seg = rt.load("model.onnx")          # .tflite, .xml(+.bin), .mlpackage, .safetensors
+    >>> mask = seg.predict(rgb_image)        # (H, W) uint8 class ids at the image's size
+    >>> rgb = seg.overlay(rgb_image, mask)
+
+Importing this package imports neither torch nor any inference library: a backend's library is
+imported when a file that needs it is loaded.
+"""
+
+from edgeseg.runtime.errors import (
+    BackendUnavailableError,
+    DomainError,
+    ImageChannelsError,
+    ImageDtypeError,
+    ImageError,
+    ImageSizeError,
+    ImageValueError,
+    LogitsUnavailableError,
+    MaskError,
+    MissingMetadataWarning,
+    ModelFileError,
+    ModelFileNotFoundError,
+    UnsupportedModelError,
+)
+from edgeseg.runtime.loader import BACKENDS, SUFFIX_BACKENDS, load, read_metadata
+from edgeseg.runtime.session import SegmentationSession
+
+__all__ = [
+    "BACKENDS",
+    "SUFFIX_BACKENDS",
+    "BackendUnavailableError",
+    "DomainError",
+    "ImageChannelsError",
+    "ImageDtypeError",
+    "ImageError",
+    "ImageSizeError",
+    "ImageValueError",
+    "LogitsUnavailableError",
+    "MaskError",
+    "MissingMetadataWarning",
+    "ModelFileError",
+    "ModelFileNotFoundError",
+    "SegmentationSession",
+    "UnsupportedModelError",
+    "load",
+    "read_metadata",
+]

@@ -1,0 +1,84 @@
+"""What every backend offers the session: its graph's tensors, its metadata, and ``run``.
+
+A backend knows nothing about images: the session turns an image into the input tensor and the
+outputs into a mask with one code path (``edgeseg.runtime.processing``) for every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One graph input or output as the backend reports it."""
+
+    name: str
+    shape: tuple[int, ...]  # -1 for a dimension the graph leaves dynamic
+    dtype: np.dtype
+    # Affine quantization of an int8/uint8 tensor, real = scale * (q - zero_point); None if float.
+    scale: float | None = None
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None and self.scale > 0 and self.dtype.kind in "iu"
+
+
+class Backend(ABC):
+    """One loaded model file in one inference library."""
+
+    #: Short name used in errors, logs and ``load(backend=...)``.
+    name: str
+    #: Whether ``run`` may be called from several threads at once. Where False, the session
+    #: serializes calls with a lock (the library's interpreter keeps per-call state).
+    thread_safe: bool
+    #: How the library can use ``threads`` (said in the docs and in ``seg.describe()``).
+    threads_note: str = ""
+
+    path: Path
+    input: TensorInfo
+    #: Graph inputs in all; the edgeseg contract has exactly one ("image").
+    input_count: int = 1
+    outputs: dict[str, TensorInfo]
+
+    @abstractmethod
+    def metadata_json(self) -> str | None:
+        """The edgeseg metadata JSON embedded in the file, or None if the file has none."""
+
+    @abstractmethod
+    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the graph on one ready input tensor; return every output by name."""
+
+    def close(self) -> None:
+        """Release native resources (optional)."""
+
+
+def import_backend_library(module: str, extra: str, what: str):
+    """Import an inference library, or say which extra installs it."""
+    import importlib
+
+    from edgeseg.runtime.errors import BackendUnavailableError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"running {what} files needs the {module!r} package, which is not installed ({exc}); "
+            f'install it with `pip install "edgeseg[{extra}]"`'
+        ) from exc
+
+
+def refuse_precision(backend: str, precision: str | None) -> None:
+    """Only OpenVINO picks an inference precision at load time; the others run the file as stored."""
+    if precision is not None:
+        from edgeseg.runtime.errors import ConfigError
+
+        raise ConfigError(
+            f"precision={precision!r}: the {backend} backend runs the file at the precision it was "
+            "converted to; convert the model at that precision instead, or leave precision out"
+        )

@@ -1,0 +1,184 @@
+"""``load``: pick the backend from the file (one suffix -> backend table), read the metadata,
+and check the file is what its name says before any native library parses it."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import struct
+import warnings
+from pathlib import Path
+
+from edgeseg.errors import ConfigError as MetadataConfigError
+from edgeseg.metadata import ModelMetadata
+from edgeseg.runtime.backend import Backend
+from edgeseg.runtime.errors import (
+    ConfigError,
+    MissingMetadataWarning,
+    ModelFileError,
+    ModelFileNotFoundError,
+    UnsupportedModelError,
+)
+from edgeseg.runtime.session import SegmentationSession
+
+# Backend name -> "module:class"; modules are imported only when a file needs them.
+BACKENDS: dict[str, str] = {
+    "onnxruntime": "edgeseg.runtime.onnx:OnnxBackend",
+    "litert": "edgeseg.runtime.tflite:TfliteBackend",
+    "openvino": "edgeseg.runtime.openvino:OpenVinoBackend",
+    "coreml": "edgeseg.runtime.coreml:CoremlBackend",
+    "torch": "edgeseg.runtime.torch_ref:TorchBackend",
+}
+# File suffix -> backend name: the one place the runtime decides how to run a file.
+SUFFIX_BACKENDS: dict[str, str] = {
+    ".onnx": "onnxruntime",
+    ".tflite": "litert",
+    ".xml": "openvino",
+    ".mlpackage": "coreml",
+    ".mlmodel": "coreml",
+    ".safetensors": "torch",
+}
+# Other names people use for a backend.
+BACKEND_ALIASES = {"onnx": "onnxruntime", "ort": "onnxruntime", "tflite": "litert", "pytorch": "torch"}
+
+
+def load(
+    path: str | os.PathLike[str],
+    backend: str | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
+) -> SegmentationSession:
+    """Open a converted model file (or an edgeseg checkpoint, the PyTorch reference).
+
+    ``backend``: force a backend (``onnxruntime``, ``litert``, ``openvino``, ``coreml``,
+    ``torch``) instead of the one the suffix names. ``threads``: CPU threads the backend may use.
+    ``precision``: OpenVINO inference precision (``fp32``/``fp16``/``bf16``; fp32 files run at
+    fp32 by default); other backends run the file as stored and refuse it.
+    """
+    path = Path(path)
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads={threads!r} must be a positive integer, or None for the default")
+    name = _backend_name(path, backend)
+    _check_file(path, name)
+    backend_obj = _backend_class(name)(path, threads=threads, precision=precision)
+    return SegmentationSession(backend_obj, read_metadata(backend_obj))
+
+
+def read_metadata(backend: Backend) -> ModelMetadata:
+    """The file's edgeseg metadata, or defaults read off the graph with a warning that says so."""
+    text = backend.metadata_json()
+    if text is not None:
+        try:
+            return ModelMetadata.from_json(text)
+        except (MetadataConfigError, TypeError, KeyError) as exc:
+            raise ModelFileError(
+                f"{backend.path}: its edgeseg metadata is invalid ({exc}); convert the model again"
+            ) from exc
+    metadata = _default_metadata(backend)
+    h, w = metadata.input_size
+    warnings.warn(
+        f"{backend.path.name} carries no edgeseg metadata; running it with defaults read off the "
+        f"graph: {metadata.num_classes} classes, {h}x{w} {metadata.layout} input, ImageNet mean/std "
+        f"normalization {'inside the graph' if metadata.include_preprocess else 'in numpy'}, "
+        f"stretch resize, {'argmax in graph' if metadata.argmax else 'logits out'}. Convert with "
+        "edgeseg to embed the real classes, palette and normalization",
+        MissingMetadataWarning,
+        stacklevel=3,
+    )
+    return metadata
+
+
+def _default_metadata(backend: Backend) -> ModelMetadata:
+    shape = backend.input.shape
+    if len(shape) != 4 or (shape[1] != 3 and shape[3] != 3):
+        raise UnsupportedModelError(
+            f"{backend.path} has no edgeseg metadata and its input {shape} is not one RGB image "
+            "(1, 3, H, W) or (1, H, W, 3); convert the model with edgeseg"
+        )
+    layout = "nchw" if shape[1] == 3 else "nhwc"
+    size = shape[2:4] if layout == "nchw" else shape[1:3]
+    if min(size) < 1:
+        raise UnsupportedModelError(
+            f"{backend.path} has no edgeseg metadata and a dynamic input size {shape}; the runtime "
+            "cannot guess the size it was trained at. Convert the model with edgeseg"
+        )
+    (output,) = list(backend.outputs.values())[:1]
+    argmax = len(output.shape) == 3 or (output.dtype.kind in "iu" and not output.quantized)
+    classes = 256 if argmax else output.shape[1 if layout == "nchw" else 3]
+    if classes < 1:
+        raise UnsupportedModelError(
+            f"{backend.path} has no edgeseg metadata and its output {output.shape} has a dynamic "
+            "class count; convert the model with edgeseg"
+        )
+    return ModelMetadata(
+        model="unknown",
+        classes=tuple(f"class_{i}" for i in range(classes)),
+        input_size=tuple(size),
+        layout=layout,
+        include_preprocess=backend.input.dtype.kind in "iu" and not backend.input.quantized,
+        argmax=argmax,
+    )
+
+
+def _backend_name(path: Path, backend: str | None) -> str:
+    if backend is not None:
+        name = BACKEND_ALIASES.get(backend, backend)
+        if name not in BACKENDS:
+            raise ConfigError(f"backend {backend!r} is not one of {sorted(BACKENDS)}")
+        return name
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIX_BACKENDS:
+        looks = _sniff(path) if path.is_file() else None
+        hint = f" Its content looks like a {looks} file: rename it to {_SUFFIX_OF[looks]}." if looks else ""
+        raise UnsupportedModelError(
+            f"{path}: no backend reads {suffix or 'files without a suffix'!r} files; known suffixes "
+            f"are {sorted(SUFFIX_BACKENDS)}.{hint}"
+        )
+    return SUFFIX_BACKENDS[suffix]
+
+
+def _backend_class(name: str) -> type[Backend]:
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+# --- what a file's bytes say it is -----------------------------------------------------------
+_SUFFIX_OF = {"TFLite": ".tflite", "OpenVINO IR": ".xml", "safetensors": ".safetensors"}
+_FORMAT_OF_BACKEND = {"litert": "TFLite", "openvino": "OpenVINO IR", "torch": "safetensors"}
+
+
+def _sniff(path: Path) -> str | None:
+    """The format a file's first bytes identify with certainty, or None (ONNX and CoreML
+    protobufs have no magic number)."""
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head[4:8] == b"TFL3":
+        return "TFLite"
+    if head.lstrip().startswith((b"<?xml", b"<net")):
+        return "OpenVINO IR"
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000:
+        return "safetensors"
+    return None
+
+
+def _check_file(path: Path, backend: str) -> None:
+    if not path.exists():
+        raise ModelFileNotFoundError(f"model file {path} does not exist")
+    if backend == "coreml":
+        return  # .mlpackage is a directory; CoreML checks its own files
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory; give the model file inside it")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path} is empty (0 bytes): the copy or conversion failed; redo it")
+    looks = _sniff(path)
+    expected = _FORMAT_OF_BACKEND.get(backend)
+    if looks is not None and looks != expected:
+        raise ModelFileError(
+            f"{path} is named like a {expected or backend} file but its content is a {looks} file; "
+            f"it was renamed: give it the suffix {_SUFFIX_OF[looks]}"
+        )
+    if expected is not None and looks is None:
+        raise ModelFileError(
+            f"{path} does not start like a {expected} file; it is truncated, corrupted or another "
+            "format renamed: convert or copy it again"
+        )

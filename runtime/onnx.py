@@ -1,0 +1,65 @@
+"""ONNX Runtime backend (``.onnx``). ``InferenceSession.run`` is thread-safe: one session serves
+every thread. ``threads`` sets intra-op threads; inter-op parallelism stays at 1 (one graph)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.metadata import METADATA_KEY
+from edgeseg.runtime.backend import Backend, TensorInfo, import_backend_library, refuse_precision
+from edgeseg.runtime.errors import ModelFileError
+
+# ONNX Runtime reports element types as strings.
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(uint16)": np.uint16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+}
+
+
+def _info(node) -> TensorInfo:
+    shape = tuple(d if isinstance(d, int) else -1 for d in node.shape)
+    return TensorInfo(node.name, shape, np.dtype(_ORT_DTYPES.get(node.type, np.float32)))
+
+
+class OnnxBackend(Backend):
+    name = "onnxruntime"
+    thread_safe = True
+    threads_note = "intra-op threads of the ONNX Runtime session"
+
+    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None):
+        refuse_precision(self.name, precision)
+        ort = import_backend_library("onnxruntime", "runtime-onnx", "ONNX")
+        options = ort.SessionOptions()
+        options.inter_op_num_threads = 1
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: warnings about unused initializers are noise
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises its own types for every parse/validation failure
+            raise ModelFileError(
+                f"{path} could not be loaded by ONNX Runtime ({type(exc).__name__}: {exc}). The file "
+                "is truncated, corrupted or not an ONNX model: convert or copy it again"
+            ) from exc
+        self.path = path
+        inputs = self._session.get_inputs()
+        self.input_count = len(inputs)
+        self.input = _info(inputs[0])
+        self.outputs = {o.name: _info(o) for o in self._session.get_outputs()}
+
+    def metadata_json(self) -> str | None:
+        return self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+
+    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        values = self._session.run(None, {self.input.name: tensor})
+        return dict(zip(self.outputs, values))

@@ -1,0 +1,103 @@
+"""OpenVINO backend (``.xml`` + ``.bin``, the pair written side by side by the converter).
+
+The compiled model is shared by every thread; each thread gets its own infer request (requests
+keep per-call state), so one session serves several threads at once. ``threads`` sets
+``INFERENCE_NUM_THREADS``. fp32 files run at ``INFERENCE_PRECISION_HINT=f32``: on CPUs with
+bf16/fp16 units OpenVINO would otherwise lower the precision on its own and the masks would no
+longer match the reference; ask ``precision="fp16"`` or ``"bf16"`` for that speed on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.metadata import METADATA_KEY
+from edgeseg.runtime.backend import Backend, TensorInfo, import_backend_library
+from edgeseg.runtime.errors import ConfigError, ModelFileError, ModelFileNotFoundError
+
+# load(precision=...) -> OpenVINO INFERENCE_PRECISION_HINT.
+PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+
+
+def _info(port) -> TensorInfo:
+    shape = tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
+    return TensorInfo(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()))
+
+
+def _precision_hint(precision: str | None, metadata_json: str | None) -> str | None:
+    if precision is not None:
+        if precision not in PRECISION_HINTS:
+            raise ConfigError(
+                f"precision={precision!r} is not one of {sorted(PRECISION_HINTS)} for OpenVINO"
+            )
+        return PRECISION_HINTS[precision]
+    try:
+        stored = json.loads(metadata_json).get("precision", "fp32") if metadata_json else "fp32"
+    except (ValueError, AttributeError):
+        stored = "fp32"  # unreadable metadata is reported by the session, not here
+    # fp16/int8 files: OpenVINO's own choice is what they were made for.
+    return "f32" if stored == "fp32" else None
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    thread_safe = True
+    threads_note = "INFERENCE_NUM_THREADS of the compiled OpenVINO model"
+
+    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None):
+        weights = path.with_suffix(".bin")
+        if not weights.is_file():
+            raise ModelFileNotFoundError(
+                f"{path} needs its weights file {weights.name} beside it, which is missing; "
+                "copy the .xml and the .bin together (they are one model)"
+            )
+        ov = import_backend_library("openvino", "runtime-openvino", "OpenVINO")
+        self.path = path
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path), str(weights))
+        except Exception as exc:
+            raise ModelFileError(
+                f"{path} (+ {weights.name}) could not be read by OpenVINO ({type(exc).__name__}: "
+                f"{exc}). The files are truncated, corrupted or do not belong together: convert again"
+            ) from exc
+        self._metadata = (
+            str(model.get_rt_info([METADATA_KEY]).astype(str)) if model.has_rt_info([METADATA_KEY]) else None
+        )
+        config = {}
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = threads
+        hint = _precision_hint(precision, self._metadata)
+        if hint is not None:
+            config["INFERENCE_PRECISION_HINT"] = hint
+        try:
+            self._compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:
+            raise ModelFileError(
+                f"{path} could not be compiled by OpenVINO for CPU ({type(exc).__name__}: {exc}); "
+                "the .bin may be truncated or from another model: convert again"
+            ) from exc
+        self.input_count = len(self._compiled.inputs)
+        self.input = _info(self._compiled.inputs[0])
+        self.outputs = {info.name: info for info in map(_info, self._compiled.outputs)}
+        self._local = threading.local()
+
+    def metadata_json(self) -> str | None:
+        return self._metadata
+
+    def _request(self):
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        return request
+
+    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        request = self._request()
+        request.infer({0: tensor})
+        # No copy: these arrays view the request's buffers, which only this thread's next call
+        # overwrites, and the session turns them into a mask before it calls again.
+        return {name: request.get_output_tensor(i).data for i, name in enumerate(self.outputs)}

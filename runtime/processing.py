@@ -1,0 +1,189 @@
+"""The one pre/post-processing path shared by every backend, driven by the file's metadata.
+
+image (H, W, 3) uint8 -> resize (stretch or letterbox) -> RGB order -> normalize unless the
+graph does -> NCHW or NHWC -> quantize if the input is int8/uint8 -> [backend] -> dequantize /
+argmax unless the graph did -> crop the letterbox padding -> nearest resize to (H, W).
+Input buffers are allocated once per thread and reused; every step is a whole-array operation.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeseg.metadata import ModelMetadata
+from edgeseg.runtime.backend import TensorInfo
+from edgeseg.runtime.errors import UnsupportedModelError
+from edgeseg.runtime.resize import resize_bilinear, resize_nearest
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the resized image sits in the model input (the rest is letterbox padding)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+class Preprocessor:
+    """Turns a checked ``(H, W, 3)`` uint8 image into the graph's input tensor."""
+
+    def __init__(self, metadata: ModelMetadata, tensor: TensorInfo):
+        self.metadata = metadata
+        self.tensor = tensor
+        self.height, self.width = metadata.input_size
+        self.nchw = metadata.layout == "nchw"
+        mean = np.asarray(metadata.mean, np.float32)
+        std = np.asarray(metadata.std, np.float32)
+        # (pixel / 255 - mean) / std == pixel * scale + offset, one multiply-add per element.
+        self.scale = 1.0 / (255.0 * std)
+        self.offset = -mean / std
+        if self.nchw:
+            self.scale, self.offset = self.scale[:, None, None], self.offset[:, None, None]
+        # Letterbox padding is the mean colour: zero after normalization, as in training.
+        self.pad_value = np.rint(mean * 255).astype(np.uint8)
+        self._local = threading.local()
+
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """This thread's float work buffer and the input tensor buffer, made once."""
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            shape = (1, 3, self.height, self.width) if self.nchw else (1, self.height, self.width, 3)
+            work = np.empty(shape, np.float32)
+            tensor = work if self.tensor.dtype == np.float32 else np.empty(shape, self.tensor.dtype)
+            bufs = self._local.bufs = (work, tensor)
+        return bufs
+
+    def place(self, height: int, width: int) -> Placement:
+        if self.metadata.resize == "stretch":
+            return Placement(0, 0, self.height, self.width)
+        ratio = min(self.height / height, self.width / width)
+        h = max(1, min(self.height, round(height * ratio)))
+        w = max(1, min(self.width, round(width * ratio)))
+        return Placement((self.height - h) // 2, (self.width - w) // 2, h, w)
+
+    def resized(self, image: np.ndarray, placement: Placement) -> np.ndarray:
+        """The image at model size (letterboxed when recorded so), still uint8 HWC."""
+        inner = resize_bilinear(image, placement.height, placement.width)
+        if (placement.height, placement.width) == (self.height, self.width):
+            return inner
+        canvas = np.empty((self.height, self.width, 3), np.uint8)
+        canvas[:] = self.pad_value
+        p = placement
+        canvas[p.top : p.top + p.height, p.left : p.left + p.width] = inner
+        return canvas
+
+    def __call__(self, image: np.ndarray, *, bgr: bool) -> tuple[np.ndarray, Placement]:
+        placement = self.place(*image.shape[:2])
+        pixels = self.resized(image, placement)
+        if bgr:
+            pixels = pixels[..., ::-1]  # a view; the next step reads it once
+        if self.nchw:
+            pixels = pixels.transpose(2, 0, 1)
+        work, tensor = self._buffers()
+        if self.metadata.include_preprocess and not self.tensor.quantized:
+            np.copyto(tensor[0], pixels, casting="unsafe")  # uint8 RGB in, graph normalizes
+            return tensor, placement
+        if self.metadata.include_preprocess:  # quantized pixel input: the real values are 0..255
+            np.copyto(work[0], pixels, casting="unsafe")
+        else:
+            np.multiply(pixels, self.scale, out=work[0])
+            np.add(work[0], self.offset, out=work[0])
+        if self.tensor.quantized:
+            quantize(work, self.tensor, out=tensor)
+        elif tensor is not work:
+            np.copyto(tensor, work, casting="unsafe")  # float16 input
+        return tensor, placement
+
+
+def quantize(values: np.ndarray, info: TensorInfo, *, out: np.ndarray) -> np.ndarray:
+    """real -> q = round(real / scale) + zero_point, saturated to the integer type."""
+    limits = np.iinfo(info.dtype)
+    scaled = np.divide(values, info.scale)
+    np.rint(scaled, out=scaled)
+    scaled += info.zero_point
+    np.clip(scaled, limits.min, limits.max, out=scaled)
+    np.copyto(out, scaled, casting="unsafe")
+    return out
+
+
+def dequantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """q -> real = scale * (q - zero_point), float32."""
+    return (values.astype(np.float32) - np.float32(info.zero_point)) * np.float32(info.scale)
+
+
+class Postprocessor:
+    """Turns the graph's output into a class mask (or logits) at the image's own size."""
+
+    def __init__(self, metadata: ModelMetadata, tensor: TensorInfo, num_classes: int):
+        self.metadata = metadata
+        self.tensor = tensor
+        self.mask_dtype = np.uint8 if num_classes <= 256 else np.uint16
+        self.class_axis = 1 if metadata.layout == "nchw" else 3
+
+    def mask(self, output: np.ndarray, placement: Placement, height: int, width: int) -> np.ndarray:
+        if self.metadata.argmax:
+            small = output.reshape(output.shape[-2:] if self.class_axis == 1 else output.shape[1:3])
+            small = small.astype(self.mask_dtype, copy=False)
+        else:
+            # Dequantizing is monotonic (scale > 0): argmax of the raw integers is the same.
+            small = argmax_classes(output[0], self.class_axis - 1).astype(self.mask_dtype, copy=False)
+        return resize_nearest(_crop(small, placement), height, width)
+
+    def logits(self, output: np.ndarray, placement: Placement, height: int, width: int) -> np.ndarray:
+        """Float32 logits ``(H, W, num_classes)`` at the image's size (bilinear)."""
+        values = output[0].transpose(1, 2, 0) if self.class_axis == 1 else output[0]
+        if self.tensor.quantized:
+            values = dequantize(values, self.tensor)
+        values = np.ascontiguousarray(_crop(values, placement), dtype=np.float32)
+        return resize_bilinear(values, height, width)
+
+
+def argmax_classes(logits: np.ndarray, axis: int) -> np.ndarray:
+    """Class index of the largest logit along ``axis`` (first one on ties, like numpy/torch)."""
+    if axis != 0:
+        return np.argmax(logits, axis=axis)
+    # Class-first (K, h, w): K whole-plane comparisons read memory in order, several times faster
+    # than np.argmax over the strided leading axis.
+    best = logits[0].copy()
+    index = np.zeros(best.shape, np.int32)
+    for k in range(1, logits.shape[0]):
+        better = logits[k] > best
+        index[better] = k
+        np.maximum(best, logits[k], out=best)
+    return index
+
+
+def _crop(array: np.ndarray, p: Placement) -> np.ndarray:
+    if p.top == 0 and p.left == 0 and array.shape[:2] == (p.height, p.width):
+        return array
+    return array[p.top : p.top + p.height, p.left : p.left + p.width]
+
+
+def check_graph(metadata: ModelMetadata, tensor: TensorInfo, output: TensorInfo, num_classes: int) -> None:
+    """Refuse at load time a graph whose tensors contradict its metadata."""
+    h, w = metadata.input_size
+    expected = (1, 3, h, w) if metadata.layout == "nchw" else (1, h, w, 3)
+    if len(tensor.shape) != 4 or any(g not in (-1, e) for g, e in zip(tensor.shape, expected)):
+        raise UnsupportedModelError(
+            f"the graph input {tensor.name!r} has shape {tensor.shape} but the metadata describes "
+            f"{expected} ({metadata.layout}, input_size {h}x{w}); the file was edited or converted "
+            "with other settings than it records: convert it again"
+        )
+    if tensor.dtype.kind in "iu" and not tensor.quantized and not metadata.include_preprocess:
+        raise UnsupportedModelError(
+            f"the graph input {tensor.name!r} is {tensor.dtype} without a scale/zero point, and the "
+            "metadata says it takes normalized floats; convert it again"
+        )
+    if not metadata.argmax:
+        axis = 1 if metadata.layout == "nchw" else 3
+        if len(output.shape) != 4 or output.shape[axis] not in (-1, num_classes):
+            raise UnsupportedModelError(
+                f"the graph output {output.name!r} has shape {output.shape}, not {num_classes} "
+                f"class logits in {metadata.layout}; is argmax inside the graph without the "
+                "metadata saying so? Convert it again"
+            )

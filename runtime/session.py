@@ -1,0 +1,195 @@
+"""``SegmentationSession``: a loaded model file that turns images into class masks.
+
+Thread safety: ``predict`` may be called from several threads on one session. Pre/post-processing
+buffers are per thread; the backend call runs concurrently where the library allows it (ONNX
+Runtime, OpenVINO with one infer request per thread, PyTorch, CoreML) and under the session's lock
+where it does not (LiteRT/TFLite: one interpreter runs one call at a time; load one session per
+thread for parallel throughput). ``seg.thread_safe`` says which applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+
+from edgeseg.metadata import ModelMetadata
+from edgeseg.runtime.backend import Backend
+from edgeseg.runtime.errors import (
+    DomainError,
+    LogitsUnavailableError,
+    MaskError,
+    UnsupportedModelError,
+)
+from edgeseg.runtime.images import MAX_IMAGE_PIXELS, check_image
+from edgeseg.runtime.processing import Postprocessor, Preprocessor, check_graph
+
+
+class SegmentationSession:
+    """One model file on one backend. Made by :func:`edgeseg.runtime.load`."""
+
+    def __init__(self, backend: Backend, metadata: ModelMetadata):
+        if backend.input_count != 1:
+            raise UnsupportedModelError(
+                f"{backend.path} has {backend.input_count} graph inputs; an edgeseg file has one "
+                "image input. Convert the model with edgeseg convert"
+            )
+        self.backend = backend
+        self.metadata = metadata
+        #: Images above this many pixels are refused (see edgeseg.runtime.images).
+        self.max_image_pixels = MAX_IMAGE_PIXELS
+        self._pre = Preprocessor(metadata, backend.input)
+        self._post: dict[str | None, tuple[str, Postprocessor]] = {}
+        for domain in self.domains or [None]:
+            name = self._output_name(domain)
+            info = backend.outputs[name]
+            classes = self.classes(domain)
+            check_graph(metadata, backend.input, info, len(classes))
+            self._post[domain] = (name, Postprocessor(metadata, info, len(classes)))
+        self._lock = contextlib.nullcontext() if backend.thread_safe else threading.Lock()
+
+    # --- what the file holds ---------------------------------------------------------------
+    @property
+    def thread_safe(self) -> bool:
+        """True if the backend runs calls from several threads at once (else they take turns)."""
+        return self.backend.thread_safe
+
+    @property
+    def domains(self) -> list[str]:
+        """Domains this file predicts, when it has one output per domain; else []."""
+        return list(self.metadata.output_names)
+
+    def classes(self, domain: str | None = None) -> tuple[str, ...]:
+        domain = self._domain(domain)
+        return self.metadata.domain_info(domain).classes if domain else self.metadata.classes
+
+    def palette(self, domain: str | None = None) -> np.ndarray:
+        domain = self._domain(domain)
+        colours = self.metadata.domain_info(domain).palette if domain else self.metadata.palette
+        return np.asarray(colours, np.uint8)
+
+    def describe(self) -> str:
+        m = self.metadata
+        h, w = m.input_size
+        return (
+            f"{m.model} on {self.backend.name} ({self.backend.path.name}): {h}x{w} {m.layout} "
+            f"{m.precision}, resize={m.resize}, preprocess {'in graph' if m.include_preprocess else 'in numpy'}, "
+            f"argmax {'in graph' if m.argmax else 'in numpy'}, threads: {self.backend.threads_note}"
+        )
+
+    # --- inference -------------------------------------------------------------------------
+    def predict(
+        self, image: np.ndarray, *, bgr: bool = False, logits: bool = False, domain: str | None = None
+    ) -> np.ndarray:
+        """Class mask ``(H, W)`` (uint8, uint16 above 256 classes) at the image's own size.
+
+        ``image``: ``(H, W, 3)`` uint8 RGB (``bgr=True`` for OpenCV frames) or floats in [0, 1].
+        ``logits=True`` returns float32 logits ``(H, W, num_classes)`` instead (bilinear resize).
+        ``domain`` picks the head of a file with one output per domain.
+        """
+        pixels = check_image(image, max_pixels=self.max_image_pixels)
+        name, post = self._post[self._domain(domain)]
+        if logits and self.metadata.argmax:
+            raise LogitsUnavailableError(
+                f"{self.backend.path.name} ends in argmax and outputs only the mask; convert it "
+                "without --argmax to get logits"
+            )
+        tensor, placement = self._pre(pixels, bgr=bgr)
+        with self._lock:
+            output = self.backend.run(tensor)[name]
+        # Outside the lock: every backend hands back arrays the next call does not overwrite
+        # (copies, fresh arrays, or this thread's own OpenVINO request).
+        height, width = pixels.shape[:2]
+        if logits:
+            return post.logits(output, placement, height, width)
+        return post.mask(output, placement, height, width)
+
+    def predict_batch(
+        self, images: Iterable[np.ndarray], *, bgr: bool = False, domain: str | None = None
+    ) -> list[np.ndarray]:
+        """Masks of several images (each at its own size), one graph call per image."""
+        return [self.predict(image, bgr=bgr, domain=domain) for image in images]
+
+    # --- visualization ---------------------------------------------------------------------
+    def colorize(self, mask: np.ndarray, *, domain: str | None = None) -> np.ndarray:
+        """RGB image ``(H, W, 3)`` uint8 of a class mask in the file's palette."""
+        palette = self.palette(domain)
+        mask = np.asarray(mask)
+        if mask.dtype.kind not in "iu" or mask.ndim != 2:
+            raise MaskError(f"colorize takes an (H, W) integer class mask, got {mask.dtype} {mask.shape}")
+        if mask.size and int(mask.max()) >= len(palette):
+            raise MaskError(
+                f"mask holds class {int(mask.max())} but the palette has {len(palette)} colours; "
+                "was it predicted with another model or domain?"
+            )
+        return palette[mask]
+
+    def overlay(
+        self, image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, *, bgr: bool = False,
+        domain: str | None = None,
+    ) -> np.ndarray:
+        """``image`` blended with the colorized mask: (1 - alpha) * image + alpha * colours."""
+        if not 0.0 <= alpha <= 1.0:
+            raise MaskError(f"alpha {alpha} must be in [0, 1]")
+        pixels = check_image(image, max_pixels=self.max_image_pixels)
+        if pixels.shape[:2] != np.shape(mask)[:2]:
+            raise MaskError(
+                f"mask {np.shape(mask)} and image {pixels.shape[:2]} differ in size; overlay the mask "
+                "predicted for this image"
+            )
+        colours = self.colorize(mask, domain=domain)
+        if bgr:
+            colours = colours[..., ::-1]
+        blended = pixels * np.float32(1 - alpha) + colours * np.float32(alpha)
+        return np.rint(blended).astype(np.uint8)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> SegmentationSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SegmentationSession({self.describe()})"
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _domain(self, domain: str | None) -> str | None:
+        """The domain a call means: required for multi-output files, checked for per-domain ones."""
+        m = self.metadata
+        if self.domains:
+            if domain is None:
+                raise DomainError(
+                    f"this file has one output per domain {self.domains}; pass domain=<one of them>"
+                )
+            if domain not in self.domains:
+                raise DomainError(f"domain {domain!r} is not in this file; its domains are {self.domains}")
+            return domain
+        if domain is not None and domain != m.domain:
+            have = f"only domain {m.domain!r}" if m.domain else "no domains (a single-domain model)"
+            raise DomainError(f"domain {domain!r} was asked, but this file predicts {have}")
+        return None
+
+    def _output_name(self, domain: str | None) -> str:
+        outputs = self.backend.outputs
+        if domain is not None:
+            name = self.metadata.output_names[domain]
+            if name not in outputs:
+                raise UnsupportedModelError(
+                    f"metadata names output {name!r} for domain {domain!r}, but the graph's outputs "
+                    f"are {list(outputs)}; convert the model again"
+                )
+            return name
+        if len(outputs) == 1:
+            return next(iter(outputs))
+        wanted = "mask" if self.metadata.argmax else "logits"
+        if wanted in outputs:
+            return wanted
+        raise UnsupportedModelError(
+            f"{self.backend.path.name} has outputs {list(outputs)} and no output named {wanted!r}; "
+            "an edgeseg file has one output, or one per domain listed in its metadata"
+        )

@@ -1,0 +1,52 @@
+"""PyTorch reference backend: an edgeseg ``.safetensors`` checkpoint run in eager PyTorch.
+
+It exists to compare converted files against the model they came from, through the very same
+pre/post-processing. torch is imported here only, when such a file is loaded. Forward passes in
+``torch.inference_mode`` keep no state, so one session serves several threads. ``threads`` calls
+``torch.set_num_threads``, which is process-wide in PyTorch: the last loaded session wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.runtime.backend import Backend, TensorInfo, import_backend_library, refuse_precision
+from edgeseg.runtime.errors import ModelFileError
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    thread_safe = True
+    threads_note = "torch.set_num_threads (process-wide)"
+
+    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None):
+        refuse_precision(self.name, precision)
+        self._torch = import_backend_library("torch", "torch", "PyTorch checkpoint")
+        from edgeseg.checkpoint import load_model
+        from edgeseg.errors import CheckpointError
+
+        if threads is not None:
+            self._torch.set_num_threads(threads)
+        try:
+            self._model = load_model(path)
+        except CheckpointError as exc:
+            raise ModelFileError(f"{exc}") from exc
+        self.path = path
+        metadata = self._model.metadata
+        h, w = metadata.input_size
+        self.input = TensorInfo("image", (1, 3, h, w), np.dtype(np.float32))
+        self.outputs = {"logits": TensorInfo("logits", (1, metadata.num_classes, h, w), np.dtype(np.float32))}
+
+    def metadata_json(self) -> str | None:
+        # The checkpoint's metadata describes the PyTorch model: NCHW, normalized float input,
+        # logits out, whatever layout or argmax a converted file of it may use.
+        return self._model.metadata.replace(
+            layout="nchw", include_preprocess=False, argmax=False, precision="fp32"
+        ).to_json()
+
+    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        with self._torch.inference_mode():
+            logits = self._model(self._torch.from_numpy(tensor))
+        return {"logits": logits.numpy()}
