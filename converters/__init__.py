@@ -1,1 +1,197 @@
-"""(being written)"""
+"""Converters: a trained model -> a verified file for one target (ONNX, TFLite, CoreML, OpenVINO).
+
+``convert(model_or_checkpoint, target, ...)`` builds the export graph (see ``wrapper``), hands it
+to the target's module (one file per target, each importing its own library, all with the same
+``export(graph, files, options)`` / ``load(files, graph)`` / ``read_metadata(files)``), writes
+atomically, runs the new file against PyTorch and keeps it only if it passes (see ``verify``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from edgeseg.converters.errors import ConversionError, UnsupportedOpError, VerificationError
+from edgeseg.converters.options import ExportOptions, TargetSpec
+from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.metadata import ModelMetadata
+
+# The target table: what each target accepts. Int8 (issue 7) is added per target here.
+TARGETS: dict[str, TargetSpec] = {
+    spec.name: spec
+    for spec in (
+        TargetSpec("onnx", "edgeseg.converters.onnx", (".onnx",), ("fp32", "fp16"), "onnx"),
+        TargetSpec("tflite", "edgeseg.converters.tflite", (".tflite",), ("fp32", "fp16"), "tflite"),
+        TargetSpec(
+            "coreml", "edgeseg.converters.coreml", (".mlpackage",), ("fp32", "fp16"), "coreml",
+            is_dir=True, runs_on=("darwin",),
+        ),
+        TargetSpec("openvino", "edgeseg.converters.openvino", (".xml", ".bin"), ("fp32", "fp16"), "openvino"),
+    )
+}
+
+__all__ = [
+    "TARGETS",
+    "ConvertedFile",
+    "ConversionResult",
+    "ConversionError",
+    "ExportOptions",
+    "UnsupportedOpError",
+    "VerificationError",
+    "convert",
+    "read_metadata",
+]
+
+
+@dataclass
+class ConvertedFile:
+    path: Path  # the main file (.onnx, .tflite, .mlpackage, .xml)
+    companions: tuple[Path, ...]  # files that belong with it (OpenVINO's .bin)
+    metadata: ModelMetadata  # what the file carries
+    report: object  # verify.VerificationReport
+
+
+@dataclass
+class ConversionResult:
+    target: str
+    options: ExportOptions
+    files: list[ConvertedFile] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        """The single file written (for a conversion that writes several, see ``files``)."""
+        if len(self.files) != 1:
+            raise ValueError(f"this conversion wrote {len(self.files)} files; use .files")
+        return self.files[0].path
+
+    @property
+    def paths(self) -> list[Path]:
+        return [f.path for f in self.files]
+
+
+def target_spec(target: str) -> TargetSpec:
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    return TARGETS[target]
+
+
+def target_module(spec: TargetSpec) -> ModuleType:
+    """Import a target's module, saying which extra to install when its library is missing."""
+    try:
+        return importlib.import_module(spec.module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the {spec.name} converter needs a library that is not installed ({exc.name}); "
+            f'install it with `pip install "edgeseg[{spec.extra}]"`'
+        ) from exc
+
+
+def convert(
+    model_or_checkpoint,
+    target: str,
+    *,
+    precision: str = "fp32",
+    input_size: tuple[int, int] | None = None,
+    layout: str = "nchw",
+    include_preprocess: bool = False,
+    argmax: bool = False,
+    domain: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+) -> ConversionResult:
+    """Convert a model (or an edgeseg ``.safetensors`` checkpoint) for ``target`` and verify it.
+
+    Writes one file, or one per domain with ``domain="all"``; each is run on its backend against
+    PyTorch before it is kept. Raises :class:`UnsupportedOpError` when the target refuses an op,
+    :class:`VerificationError` when the file disagrees with PyTorch; neither leaves a file.
+    """
+    from edgeseg.converters.wrapper import build_graphs
+
+    spec = target_spec(target)
+    options = ExportOptions(target, precision, input_size, layout, include_preprocess, argmax, domain)
+    options.check(spec)
+    model, source = _load(model_or_checkpoint)
+    backend = target_module(spec)
+    result = ConversionResult(target, options)
+    for graph in build_graphs(model, options):
+        dest = _destination(out, source, graph, spec)
+        result.files.append(_write_verified(backend, spec, graph, dest, options))
+    return result
+
+
+def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
+    """The edgeseg metadata stored in a converted file (any target, by suffix)."""
+    path = Path(path)
+    for spec in TARGETS.values():
+        if path.suffix == spec.suffixes[0]:
+            files = tuple(path.with_suffix(s) for s in spec.suffixes)
+            text = target_module(spec).read_metadata(files)
+            if text is None:
+                raise ConfigError(f"{path} carries no edgeseg metadata; was it written by edgeseg convert?")
+            return ModelMetadata.from_json(text)
+    raise ConfigError(f"{path}: unknown suffix {path.suffix!r}; expected one of "
+                      + ", ".join(s.suffixes[0] for s in TARGETS.values()))
+
+
+def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, options) -> ConvertedFile:
+    from edgeseg.converters.failures import explain_failure
+    from edgeseg.converters.verify import verify_file
+    from edgeseg.fileio import atomic_output, atomic_outputs
+
+    dests = [dest.with_suffix(s) for s in spec.suffixes]
+    writer = atomic_output(dest, is_dir=True) if spec.is_dir else atomic_outputs(*dests)
+    with writer as tmp:
+        files = (tmp,) if spec.is_dir else tuple(tmp)
+        try:
+            backend.export(graph, files, options)
+        except EdgesegError:
+            raise
+        except Exception as exc:
+            raise explain_failure(exc, graph, spec.name) from exc
+        runs = spec.runs_here()
+        report = verify_file(
+            backend.load(files, graph) if runs else None,
+            graph.module,
+            graph.metadata,
+            graph.output_names,
+            target=spec.name,
+            metadata_read=backend.read_metadata(files),
+            note="" if runs else backend.cannot_run_note(files, graph),
+        )
+        if not report.passed:
+            raise VerificationError(
+                f"{dest.name} was not kept: it does not match PyTorch. {report.summary()}. "
+                "Try --precision fp32, another target, or report the model and target as a bug",
+                report,
+            )
+    return ConvertedFile(dests[0], tuple(dests[1:]), graph.metadata, report)
+
+
+def _load(model_or_checkpoint) -> tuple[object, Path | None]:
+    if isinstance(model_or_checkpoint, (str, os.PathLike)):
+        from edgeseg.checkpoint import load_model
+
+        path = Path(model_or_checkpoint)
+        return load_model(path), path
+    if not hasattr(model_or_checkpoint, "metadata"):
+        raise ConfigError(
+            "convert() takes an edgeseg model (with .metadata) or the path of an edgeseg "
+            ".safetensors checkpoint"
+        )
+    return model_or_checkpoint.eval(), None
+
+
+def _destination(out, source: Path | None, graph, spec: TargetSpec) -> Path:
+    meta = graph.metadata
+    suffix = spec.suffixes[0]
+    if out is None:
+        h, w = meta.input_size
+        stem = source.stem if source is not None else meta.model
+        path = (source.parent if source is not None else Path.cwd()) / f"{stem}_{h}x{w}_{meta.precision}{suffix}"
+    else:
+        path = Path(out)
+        if path.suffix != suffix:
+            raise ConfigError(f"--out {path} must end in {suffix} for target {spec.name}")
+    return path.with_name(path.stem + graph.suffix_tag + suffix)

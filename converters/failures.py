@@ -1,0 +1,78 @@
+"""Turn a backend's conversion failure into an error that names the op, the layer and a way out.
+
+Backends name the operator they refused in their own words (``aten::linalg_inv``,
+``aten.linalg_inv.default``, ``linalg_inv``). We export the graph with torch.export, look for
+each operator of the graph in the backend's message, and map the nodes that call it back to the
+``nn.Module`` path through the node meta ``nn_module_stack``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from edgeseg.converters.errors import ConversionError, UnsupportedOpError
+
+# Per target, what to try instead when it refuses an operator.
+WAYS_OUT: dict[str, str] = {
+    "onnx": "try --target openvino or tflite, or replace the layer with standard ops",
+    "tflite": "try --target onnx or openvino, or replace the layer with ops LiteRT supports "
+    "(see https://ai.google.dev/edge/litert/models/ops_compatibility)",
+    "coreml": "try --target onnx, or replace the layer with ops coremltools converts",
+    "openvino": "try --target onnx, or replace the layer with ops OpenVINO's PyTorch frontend supports",
+}
+
+
+def graph_ops(module: torch.nn.Module, sample: torch.Tensor) -> dict[str, list[str]]:
+    """Every operator of the exported graph -> the module paths of the layers that call it."""
+    program = torch.export.export(module, (sample,), strict=False)
+    ops: dict[str, list[str]] = {}
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        stack = node.meta.get("nn_module_stack") or {}
+        # The innermost entry is the layer that made the call; its key is the module path.
+        path = list(stack.values())[-1][0] if stack else "<top level>"
+        ops.setdefault(str(node.target), [])
+        if path not in ops[str(node.target)]:
+            ops[str(node.target)].append(path)
+    return ops
+
+
+def _mentions(message: str, op: str) -> bool:
+    """Does a backend message name ``op`` (``aten.linalg_inv.default``) in any usual spelling?"""
+    base = op.split(".")[1] if op.startswith("aten.") else op.split(".")[0]
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(base)}(?![A-Za-z0-9_])", message) is not None
+
+
+def explain_failure(exc: Exception, graph, target: str) -> ConversionError:
+    """The error to raise for a backend failure ``exc`` while converting ``graph`` to ``target``."""
+    message = f"{type(exc).__name__}: {exc}"
+    try:
+        ops = graph_ops(graph.module, graph.sample)
+    except Exception as export_exc:  # torch.export itself fails: that is the op to report
+        message = f"{message}\n(torch.export: {export_exc})"
+        ops = {}
+    named = [op for op in ops if _mentions(message, op) and not op.startswith("<")]
+    way_out = WAYS_OUT.get(target, "try another target")
+    if named:
+        # The rarest op named is the likely culprit (messages also name common ops in passing).
+        op = min(named, key=lambda o: len(ops[o]))
+        layers = tuple(ops[op])
+        return UnsupportedOpError(
+            f"{target} cannot convert operator {op} used by layer(s) {', '.join(layers)} of "
+            f"{graph.metadata.model}; {way_out}. No file was written. Backend said: {_short(message)}",
+            target=target,
+            op=op,
+            layers=layers,
+        )
+    return ConversionError(
+        f"{target} conversion of {graph.metadata.model} failed; {way_out}. No file was written. "
+        f"Backend said: {_short(message)}"
+    )
+
+
+def _short(message: str, limit: int = 1500) -> str:
+    message = message.strip()
+    return message if len(message) <= limit else message[:limit] + " ..."

@@ -1,0 +1,56 @@
+"""What a conversion is asked to produce, and what each target accepts.
+
+:class:`TargetSpec` is one row of the target table in ``edgeseg.converters``; :class:`ExportOptions`
+is one request. Int8 (issue 7) plugs in by adding ``"int8"`` to a target's ``precisions`` and
+its calibration fields to :class:`ExportOptions`; the exporters' signature does not change.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from edgeseg.errors import ConfigError
+from edgeseg.metadata import LAYOUTS
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One target: where its exporter lives and what it accepts."""
+
+    name: str  # the --target value
+    module: str  # module with export / load / read_metadata (same signature for every target)
+    suffixes: tuple[str, ...]  # the main file's suffix first, then companions (OpenVINO .bin)
+    precisions: tuple[str, ...]  # values of --precision this target converts
+    extra: str  # the pip extra that installs its libraries
+    is_dir: bool = False  # the "file" is a directory (CoreML .mlpackage)
+    runs_on: tuple[str, ...] = ()  # sys.platform prefixes where the backend runs; () = everywhere
+
+    def runs_here(self) -> bool:
+        return not self.runs_on or sys.platform.startswith(self.runs_on)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """One conversion request (the CLI flags, validated)."""
+
+    target: str
+    precision: str = "fp32"  # fp32 | fp16 (int8: issue 7)
+    input_size: tuple[int, int] | None = None  # (H, W); None = the model metadata's input_size
+    layout: str = "nchw"  # layout of the image input (and of the logits output)
+    include_preprocess: bool = False  # graph takes uint8 RGB and normalizes inside
+    argmax: bool = False  # graph outputs the uint8 class mask instead of logits
+    domain: str | None = None  # multi-domain: a domain name, "all" (one file each) or None (one file)
+
+    def check(self, spec: TargetSpec) -> None:
+        if self.precision not in spec.precisions:
+            raise ConfigError(
+                f"target {spec.name} does not convert precision {self.precision!r}; it takes "
+                f"{', '.join(spec.precisions)}"
+                + (" (int8 comes with `edgeseg convert --precision int8` from edgeseg.quantization)"
+                   if self.precision == "int8" else "")
+            )
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout {self.layout!r} is not one of {LAYOUTS}")
+        if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 1):
+            raise ConfigError(f"input size {self.input_size} must be (height, width), both >= 1")

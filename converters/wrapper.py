@@ -1,0 +1,138 @@
+"""The graph a converter exports: the model plus the I/O the options ask for.
+
+:class:`ExportWrapper` adds, around a segmentation network, what the device would otherwise do
+by hand: uint8 -> normalized float (mean/std folded into one multiply-add), NHWC <-> NCHW
+permutes, and argmax -> uint8 mask. :func:`build_graphs` turns a model and
+:class:`~converters.options.ExportOptions` into one :class:`ExportGraph` per file to write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edgeseg.errors import ConfigError
+from edgeseg.metadata import ModelMetadata
+
+INPUT_NAME = "image"
+ALL_DOMAINS = "all"
+
+
+class ExportWrapper(nn.Module):
+    """``image`` -> ``net`` -> logits or masks, in the layout and dtypes of the file contract."""
+
+    def __init__(self, net: nn.Module, metadata: ModelMetadata) -> None:
+        super().__init__()
+        self.net = net
+        self.nhwc = metadata.layout == "nhwc"
+        self.include_preprocess = metadata.include_preprocess
+        self.argmax = metadata.argmax
+        std = torch.tensor(metadata.std).view(1, 3, 1, 1)
+        mean = torch.tensor(metadata.mean).view(1, 3, 1, 1)
+        # (x / 255 - mean) / std  ==  x * scale + shift: one multiply-add inside the graph.
+        self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("shift", -mean / std, persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        x = image.permute(0, 3, 1, 2) if self.nhwc else image
+        if self.include_preprocess:
+            x = x.to(torch.float32) * self.scale + self.shift
+        heads = self.net(x)
+        if isinstance(heads, torch.Tensor):
+            return self._finish(heads)
+        return tuple(self._finish(logits) for logits in heads)
+
+    def _finish(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.argmax:
+            return logits.argmax(dim=1).to(torch.uint8)
+        return logits.permute(0, 2, 3, 1) if self.nhwc else logits
+
+
+class _HeadsInDomainOrder(nn.Module):
+    """A multi-head model's outputs as a tuple in ``metadata.domains`` order (dicts do not export
+    with stable names on every target)."""
+
+    def __init__(self, heads: nn.Module, domains: tuple[str, ...]) -> None:
+        super().__init__()
+        self.heads = heads
+        self.domains = domains
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.heads(x)
+        if isinstance(out, dict):
+            return tuple(out[d] for d in self.domains)
+        return tuple(out)
+
+
+@dataclass
+class ExportGraph:
+    """One file's worth of graph: the module to export, a sample input and the file's metadata."""
+
+    module: nn.Module  # ExportWrapper, eval mode
+    sample: torch.Tensor  # an input of the exact shape and dtype of the graph's "image" input
+    metadata: ModelMetadata  # what the file will carry (and describes its I/O exactly)
+    output_names: tuple[str, ...]  # graph output names, in the module's output order
+    suffix_tag: str = ""  # added to the file name when one conversion writes several files
+
+    @property
+    def input_name(self) -> str:
+        return INPUT_NAME
+
+
+def build_graphs(model: nn.Module, options) -> list[ExportGraph]:
+    """One :class:`ExportGraph` per file the options ask for (several for ``domain="all"``)."""
+    base = model.metadata
+    height, width = options.input_size or base.input_size
+    model.check_input_size(height, width)
+    meta = base.replace(
+        input_size=(height, width),
+        layout=options.layout,
+        include_preprocess=options.include_preprocess,
+        argmax=options.argmax,
+        precision=options.precision,
+        output_names={},
+    )
+    domains = tuple(d.name for d in base.domains)
+    out_kind = "mask" if options.argmax else "logits"
+    if not domains:
+        if options.domain is not None:
+            raise ConfigError(
+                f"--domain {options.domain} was given but {base.model} is a single-domain model; "
+                "leave --domain out"
+            )
+        return [_graph(model, meta, (out_kind,))]
+    if options.domain is None:  # one file, one named output per domain
+        names = tuple(f"{out_kind}_{d}" for d in domains)
+        heads = _HeadsInDomainOrder(model.multi_head_model(), domains)
+        one_file = meta.replace(output_names=dict(zip(domains, names)))
+        return [_graph(heads, one_file, names)]
+    wanted = domains if options.domain == ALL_DOMAINS else (options.domain,)
+    for name in wanted:
+        base.domain_info(name)  # unknown domain -> ConfigError listing the known ones
+    return [
+        _graph(model.domain_model(name), meta.for_domain(name), (out_kind,), f"_{name}" if len(wanted) > 1 else "")
+        for name in wanted
+    ]
+
+
+def _graph(net: nn.Module, meta: ModelMetadata, output_names: tuple[str, ...], tag: str = "") -> ExportGraph:
+    for classes in [meta.classes, *(d.classes for d in meta.domains)]:
+        if meta.argmax and len(classes) > 256:
+            raise ConfigError(
+                f"--argmax writes a uint8 mask, which holds at most 256 classes; {meta.model} has "
+                f"{len(classes)}. Export logits (leave --argmax out) and take the argmax on device"
+            )
+    module = ExportWrapper(net.eval(), meta).eval()
+    return ExportGraph(module, sample_input(meta), meta, output_names, tag)
+
+
+def sample_input(meta: ModelMetadata, seed: int = 0) -> torch.Tensor:
+    """A random input with the exact shape and dtype of a file's ``image`` input."""
+    height, width = meta.input_size
+    shape = (1, height, width, 3) if meta.layout == "nhwc" else (1, 3, height, width)
+    gen = torch.Generator().manual_seed(seed)
+    if meta.include_preprocess:
+        return torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8)
+    return torch.randn(shape, generator=gen)
