@@ -347,3 +347,77 @@ def test_cross_entropy_ignores_255_and_refuses_bad_labels():
         segmentation_cross_entropy(z, torch.zeros(1, 8, 8))
     with pytest.raises(ConfigError, match="no domains"):
         MixLoss()({})
+
+
+# --- the registered multi-domain models (tiny configs) -------------------------------------------
+MULTIDOMAIN = [n for n in list_models() if n.startswith("multidomain_")]
+
+
+def build_registered(name: str, **options) -> MultiDomainSegmentationModel:
+    return create_model(name, domains=DOMAINS, **{**tiny_config(name), **options}).eval()
+
+
+def test_every_available_encoder_has_a_multidomain_model():
+    bases = {"lraspp_mobilenetv3_small", "lraspp_mobilenetv3_large", "segformer_b0", "mobileformer_lraspp_151m"}
+    expected = {f"multidomain_{b}" for b in bases if b in list_models()}
+    assert expected <= set(MULTIDOMAIN) and MULTIDOMAIN
+
+
+@pytest.mark.parametrize("name", MULTIDOMAIN)
+def test_registered_model_has_da_at_every_site_and_a_head_per_domain(name):
+    model = build_registered(name, num_adapters=3)
+    sites = model.encoder.adapter_sites()
+    das = model.domain_attention_modules()
+    assert len(das) == len(sites) > 0 and all(d.num_adapters == 3 for d in das)
+    assert all(isinstance(model.encoder.get_submodule(p), DomainAttentionSite) for p, _ in sites)
+    # Train mode: BN on batch statistics. Untrained eval-mode BN shrinks deep features to ~1e-6.
+    model.train()
+    x = torch.randn(2, 3, *SIZE)
+    with torch.no_grad():
+        before = model.forward_all(x)
+        assert [o.shape for o in before] == [(2, 3, *SIZE), (2, 5, *SIZE)]
+        for da in (das[0], das[-1]):  # the shallowest and the deepest DA both reach every head
+            da.adapters[0].expand.bias.add_(3.0)
+        after = model.forward_all(x)
+    assert all((b - a).abs().max() > 1e-4 for b, a in zip(before, after))
+    plain = build_registered(name, with_domain_attention=False)
+    assert plain.domain_attention_modules() == []
+
+
+@pytest.mark.parametrize("name", ["multidomain_lraspp_mobilenetv3_small", "multidomain_segformer_b0"])
+def test_checkpoint_round_trip_keeps_domains(name, tmp_path):
+    if name not in MULTIDOMAIN:
+        pytest.skip(f"{name} is not registered")
+    model = build_registered(name, num_adapters=3)
+    randomize_bn(model)
+    path = save_checkpoint(model, tmp_path / "md.safetensors")
+    loaded = load_model(path)
+    assert isinstance(loaded, MultiDomainSegmentationModel)
+    assert loaded.domains == ("city", "offroad") and loaded.metadata == model.metadata
+    assert len(loaded.domain_attention_modules()) == len(model.domain_attention_modules())
+    assert json.loads(json.dumps(loaded.build_config)) == loaded.build_config
+    x = torch.randn(1, 3, *SIZE)
+    with torch.no_grad():
+        for d in model.domains:
+            torch.testing.assert_close(loaded(x, domain=d), model(x, domain=d), atol=0, rtol=0)
+
+
+def test_segformer_export_per_domain_and_multi_head():
+    name = "multidomain_segformer_b0"
+    if name not in MULTIDOMAIN:
+        pytest.skip(f"{name} is not registered")
+    model = build_registered(name)
+    x = torch.randn(1, 3, *SIZE)
+    with torch.no_grad():
+        ref = model.forward_all(x)
+        got = torch.export.export(model.multi_head_model(), (x,)).module()(x)
+        single = torch.export.export(model.domain_model("offroad"), (x,)).module()(x)
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, atol=model.export_atol, rtol=0)
+    torch.testing.assert_close(single, ref[1], atol=model.export_atol, rtol=0)
+
+
+def test_base_options_cannot_set_classes():
+    name = MULTIDOMAIN[0]
+    with pytest.raises(ConfigError, match="base_options must not set"):
+        create_model(name, num_classes=3, base_options={"num_classes": 4})

@@ -7,8 +7,8 @@ branch its ``adapter_sites()`` lists. Heads, one per domain, each with its own c
 * CNN encoders (MobileNetV3, Mobile-Former): the slides' head, 3x3 conv -> 3x3 conv -> 1x1 conv,
   on the output of a **shared** LR-ASPP-style fusion neck. The slides share "ResNet-101 + DA +
   ASPP" and give each dataset only the three convs; LR-ASPP is this zoo's ASPP: it gates the
-  deepest (1/16) features with a global-pool sigmoid, upsamples them to 1/8 and concatenates a
-  thin projection of the 1/8 features for detail. The heads then run at 1/8, where two 3x3 convs
+  deepest features (1/16 for the dilated MobileNetV3, 1/32 for Mobile-Former) with a global-pool
+  sigmoid, upsamples them to 1/8 and concatenates a thin projection of the 1/8 features. The heads then run at 1/8, where two 3x3 convs
   are cheap enough for a phone (64x128 at a 512x1024 input).
 * SegFormer: each domain gets its own All-MLP decoder (the slides' SegFormer version), taken from
   the single-domain SegFormer builder, on the shared MiT encoder's four feature maps.
@@ -362,5 +362,10 @@ def _tiny(base_name: str, **own: Any) -> dict[str, Any]:
 
 
 # One line per encoder family whose single-domain builder is in the zoo.
-# _register("multidomain_lraspp_mobilenetv3_small", "lraspp_mobilenetv3_small", head="conv",
-#           tiny=_tiny("lraspp_mobilenetv3_small", neck_channels=16, head_channels=8))
+_register("multidomain_lraspp_mobilenetv3_small", "lraspp_mobilenetv3_small", head="conv",
+          tiny=_tiny("lraspp_mobilenetv3_small", neck_channels=16, head_channels=8))
+_register("multidomain_lraspp_mobilenetv3_large", "lraspp_mobilenetv3_large", head="conv",
+          tiny=_tiny("lraspp_mobilenetv3_large", neck_channels=16, head_channels=8))
+_register("multidomain_mobileformer_lraspp_151m", "mobileformer_lraspp_151m", head="conv",
+          tiny=_tiny("mobileformer_lraspp_151m", neck_channels=16, head_channels=8))
+_register("multidomain_segformer_b0", "segformer_b0", head="decoder", tiny=_tiny("segformer_b0"))
