@@ -86,7 +86,7 @@ class MobileNetV3Config:
     last_conv_expansion: int = 6  # Tables 1-2 "conv2d 1x1" after the bnecks: 960 = 6 x 160 (Large), 576 = 6 x 96 (Small)
     width_mult: float = 1.0  # Sec. 6.1.2: multiplies every channel count, rounded to multiples of 8
     dilated: bool = True  # Sec. 6.3: last stage at stride 1 with dilation 2 -> output stride 16
-    reduced_tail: bool = False  # Sec. 6.3 / Table 7 "RF2": channels of the last stage halved
+    reduced_tail: bool = False  # Sec. 6.3 / Table 7 "RF2": channels of the last stage (and last conv) halved
 
     def __post_init__(self) -> None:
         if not self.width_mult > 0:
@@ -122,7 +122,14 @@ class BlockSpec:
 
 
 def block_specs(config: MobileNetV3Config) -> list[BlockSpec]:
-    """The table rows after reduced tail, dilation and width multiplier are applied."""
+    """The table rows after reduced tail, dilation and width multiplier are applied.
+
+    The reduced tail halves every channel count of the last stage, the first row's expansion
+    included (672 -> 336 in Large, 288 -> 144 in Small), as the paper's reference code does
+    (TF DeepLab ``mobilenet_v3_large_seg``); that is the model of the paper's Table 7 (1.51M
+    parameters for Large with 19 classes). torchvision's ``_reduced_tail`` keeps the first
+    row's expansion at full width, so its reduced-tail weights do not load here.
+    """
     specs = []
     in_channels = config.channels(config.stem_channels)
     for i, row in enumerate(config.bnecks):
@@ -169,7 +176,6 @@ class InvertedResidual(nn.Module):
         self.block = nn.Sequential(*layers)
         self.use_residual = spec.stride == 1 and spec.in_channels == spec.out_channels
         self.out_channels = spec.out_channels
-        self.stride = spec.stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block(x)
