@@ -1,15 +1,14 @@
 """Per-domain data streams for training and evaluation.
 
 Every training batch is a pure function of (seed, domain, step, rank): the sampler draws a fresh
-permutation per domain epoch from a seeded generator, and each sample's augmentation is seeded by
-(seed, domain, epoch, index). So a run resumed at step k sees exactly the batches the
+permutation per domain epoch from a seeded generator, and each sample's augmentation gets a NumPy
+generator seeded by (seed, domain, epoch, index). So a run resumed at step k sees exactly the batches the
 uninterrupted run saw, whatever the number of loader workers.
 """
 
 from __future__ import annotations
 
-import contextlib
-import random
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,12 +46,19 @@ def build_domains(specs: tuple[str, ...], *, train_split: str, val_split: str, o
             )
         val = build_dataset(spec, val_split, **options)
         domains.append(
-            DomainData(spec, train.name, tuple(train.classes), tuple(train.palette), train, val)
+            DomainData(spec, domain_name(train.name), tuple(train.classes), tuple(train.palette), train, val)
         )
     names = [d.name for d in domains]
     if len(set(names)) != len(names):
         raise ConfigError(f"datasets {list(specs)} share domain names {names}; each needs its own")
     return domains
+
+
+def domain_name(dataset_name: str) -> str:
+    """A head name from a dataset name: "synthetic:night" -> "synthetic_night" (heads and exported
+    outputs are named by identifiers)."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", dataset_name).strip("_")
+    return name if name[:1].isalpha() else f"d_{name}"
 
 
 def _mix_seed(*parts: int | str) -> int:
@@ -102,12 +108,8 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
 
 
 class SeededItems(Dataset):
-    """Applies ``transform`` to ``dataset[index]`` with every global RNG seeded per item.
-
-    Augmentations draw from the global torch / NumPy / ``random`` generators; seeding them per
-    item (and restoring them after) makes each augmented sample reproducible and independent of
-    which worker process made it.
-    """
+    """``transform(dataset[index], rng)`` with a NumPy generator seeded per item, so each
+    augmented sample is reproducible and independent of which worker process made it."""
 
     def __init__(self, dataset: Any, transform: Any) -> None:
         self.dataset = dataset
@@ -118,22 +120,7 @@ class SeededItems(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = item
-        with _seeded_rngs(seed):
-            return self.transform(self.dataset[index])
-
-
-@contextlib.contextmanager
-def _seeded_rngs(seed: int):
-    torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(torch_state)
-        np.random.set_state(np_state)
-        random.setstate(py_state)
+        return self.transform(self.dataset[index], np.random.default_rng(seed))
 
 
 def train_loader(domain: DomainData, transform: Any, *, batch_size: int, seed: int, start_step: int,
@@ -154,7 +141,8 @@ class _Subset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.transform(self.dataset[self.indices[i]])
+        # Evaluation transforms draw nothing; a fixed generator keeps the call signature.
+        return self.transform(self.dataset[self.indices[i]], np.random.default_rng(0))
 
 
 def eval_loader(domain: DomainData, transform: Any, *, batch_size: int, limit: int | None,
