@@ -27,7 +27,7 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("tflite", "edgeseg.converters.tflite", (".tflite",), ("fp32", "fp16"), "tflite"),
         TargetSpec(
             "coreml", "edgeseg.converters.coreml", (".mlpackage",), ("fp32", "fp16"), "coreml",
-            is_dir=True, runs_on=("darwin",),
+            is_dir=True, runs_on=("darwin",), pixel_dtype="float32", mask_dtype="int32",
         ),
         TargetSpec("openvino", "edgeseg.converters.openvino", (".xml", ".bin"), ("fp32", "fp16"), "openvino"),
     )
@@ -115,7 +115,7 @@ def convert(
     model, source = _load(model_or_checkpoint)
     backend = target_module(spec)
     result = ConversionResult(target, options)
-    for graph in build_graphs(model, options):
+    for graph in build_graphs(model, options, spec):
         dest = _destination(out, source, graph, spec)
         result.files.append(_write_verified(backend, spec, graph, dest, options))
     return result

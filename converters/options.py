@@ -25,6 +25,10 @@ class TargetSpec:
     extra: str  # the pip extra that installs its libraries
     is_dir: bool = False  # the "file" is a directory (CoreML .mlpackage)
     runs_on: tuple[str, ...] = ()  # sys.platform prefixes where the backend runs; () = everywhere
+    # dtype of the image input with --include-preprocess: uint8 per the file contract, except
+    # where the converter cannot take uint8 inputs (coremltools' torch.export frontend).
+    pixel_dtype: str = "uint8"
+    mask_dtype: str = "uint8"  # dtype of the --argmax mask output; same rule (CoreML: int32)
 
     def runs_here(self) -> bool:
         return not self.runs_on or sys.platform.startswith(self.runs_on)

@@ -105,7 +105,7 @@ def sample_images(height: int, width: int, count: int = 4, seed: int = 0) -> lis
 def graph_input(image: np.ndarray, meta: ModelMetadata) -> np.ndarray:
     """An RGB uint8 (H, W, 3) image as the file's ``image`` input (batch of one)."""
     if meta.include_preprocess:
-        x = image
+        x = image.astype(meta.extra.get("image_dtype", "uint8"))
     else:
         x = (image.astype(np.float32) / 255.0 - np.float32(meta.mean)) / np.float32(meta.std)
         x = x.astype(np.float32)

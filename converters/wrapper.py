@@ -29,6 +29,7 @@ class ExportWrapper(nn.Module):
         self.nhwc = metadata.layout == "nhwc"
         self.include_preprocess = metadata.include_preprocess
         self.argmax = metadata.argmax
+        self.mask_dtype = getattr(torch, metadata.extra.get("mask_dtype", "uint8"))
         std = torch.tensor(metadata.std).view(1, 3, 1, 1)
         mean = torch.tensor(metadata.mean).view(1, 3, 1, 1)
         # (x / 255 - mean) / std  ==  x * scale + shift: one multiply-add inside the graph.
@@ -46,7 +47,7 @@ class ExportWrapper(nn.Module):
 
     def _finish(self, logits: torch.Tensor) -> torch.Tensor:
         if self.argmax:
-            return logits.argmax(dim=1).to(torch.uint8)
+            return logits.argmax(dim=1).to(self.mask_dtype)
         return logits.permute(0, 2, 3, 1) if self.nhwc else logits
 
 
@@ -81,9 +82,15 @@ class ExportGraph:
         return INPUT_NAME
 
 
-def build_graphs(model: nn.Module, options) -> list[ExportGraph]:
+def build_graphs(model: nn.Module, options, spec) -> list[ExportGraph]:
     """One :class:`ExportGraph` per file the options ask for (several for ``domain="all"``)."""
     base = model.metadata
+    extra = dict(base.extra)
+    if options.include_preprocess and spec.pixel_dtype != "uint8":
+        # The file takes pixel values 0..255 in another dtype: say so, the runtime reads it.
+        extra["image_dtype"] = spec.pixel_dtype
+    if options.argmax and spec.mask_dtype != "uint8":
+        extra["mask_dtype"] = spec.mask_dtype
     height, width = options.input_size or base.input_size
     model.check_input_size(height, width)
     meta = base.replace(
@@ -93,6 +100,7 @@ def build_graphs(model: nn.Module, options) -> list[ExportGraph]:
         argmax=options.argmax,
         precision=options.precision,
         output_names={},
+        extra=extra,
     )
     domains = tuple(d.name for d in base.domains)
     out_kind = "mask" if options.argmax else "logits"
@@ -134,5 +142,6 @@ def sample_input(meta: ModelMetadata, seed: int = 0) -> torch.Tensor:
     shape = (1, height, width, 3) if meta.layout == "nhwc" else (1, 3, height, width)
     gen = torch.Generator().manual_seed(seed)
     if meta.include_preprocess:
-        return torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8)
+        pixels = torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8)
+        return pixels.to(getattr(torch, meta.extra.get("image_dtype", "uint8")))
     return torch.randn(shape, generator=gen)

@@ -1,0 +1,65 @@
+"""OpenVINO target: torch.export -> openvino.convert_model -> IR (.xml + .bin), rt_info metadata.
+
+fp16 stores the weights as float16 (``compress_to_fp16``); the CPU plugin still computes at the
+precision asked at compile time, so verification pins ``INFERENCE_PRECISION_HINT`` to f32 and
+the fidelity benchmark also measures the CPU default (bf16 on CPUs with AMX/AVX512-BF16).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import torch
+
+from edgeseg.metadata import METADATA_KEY
+
+
+def export(graph, files: tuple[Path, ...], options) -> None:
+    program = torch.export.export(graph.module, (graph.sample,), strict=False)
+    model = ov.convert_model(program)
+    model.inputs[0].get_tensor().set_names({graph.input_name})
+    for port, name in zip(model.outputs, graph.output_names):
+        port.get_tensor().set_names({name})
+    model.set_rt_info(graph.metadata.to_json(), [METADATA_KEY])
+    xml, bin_ = files
+    # save_model names the .bin after the .xml; the atomic temp names differ, so save in a
+    # scratch folder beside them and move each file onto its temp path.
+    with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".ov-") as scratch:
+        ov.save_model(model, str(Path(scratch) / "model.xml"), compress_to_fp16=options.precision == "fp16")
+        os.replace(Path(scratch) / "model.xml", xml)
+        os.replace(Path(scratch) / "model.bin", bin_)
+
+
+def read_metadata(files: tuple[Path, ...]) -> str | None:
+    model = ov.Core().read_model(str(files[0]), str(files[1]))
+    if not model.has_rt_info([METADATA_KEY]):
+        return None
+    return model.get_rt_info([METADATA_KEY]).astype(str)
+
+
+def load(files: tuple[Path, ...], graph, precision_hint: str | None = "f32") -> Callable[[np.ndarray], list[np.ndarray]]:
+    """Compile for CPU. ``precision_hint`` "f32" pins float32 compute; None keeps the CPU
+    default (bf16 where the CPU has it), which :func:`default_cpu_precision` names."""
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": precision_hint} if precision_hint else {}
+    config["INFERENCE_NUM_THREADS"] = 1
+    compiled = core.compile_model(core.read_model(str(files[0]), str(files[1])), "CPU", config)
+    request = compiled.create_infer_request()
+    ports = [compiled.output(name) for name in graph.output_names]
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        result = request.infer({graph.input_name: x})
+        return [np.array(result[port]) for port in ports]
+
+    return run
+
+
+def default_cpu_precision() -> str:
+    """The CPU plugin's default inference precision on this machine (f32, bf16 or f16)."""
+    value = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
+    return value.to_string() if hasattr(value, "to_string") else str(value)
