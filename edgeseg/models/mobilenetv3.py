@@ -152,6 +152,17 @@ def block_specs(config: MobileNetV3Config) -> list[BlockSpec]:
     return specs
 
 
+def _conv_bn(
+    cin: int, cout: int, kernel: int, act: type[nn.Module] | None,
+    *, stride: int = 1, dilation: int = 1, groups: int = 1,
+) -> ConvBNAct:
+    """ConvBNAct with the backbone's BatchNorm settings."""
+    return ConvBNAct(
+        cin, cout, kernel, stride=stride, dilation=dilation, groups=groups, activation=act,
+        bn_eps=BN_EPS, bn_momentum=BN_MOMENTUM,
+    )
+
+
 class InvertedResidual(nn.Module):
     """1x1 expand -> kxk depthwise (-> SE) -> 1x1 linear project, plus the input when shapes match.
 
@@ -162,17 +173,16 @@ class InvertedResidual(nn.Module):
     def __init__(self, spec: BlockSpec) -> None:
         super().__init__()
         act = ACTIVATIONS[spec.nl]
-        conv = dict(bn_eps=BN_EPS, bn_momentum=BN_MOMENTUM)
         layers: list[nn.Module] = []
         if spec.expanded != spec.in_channels:  # Table 1 row 1: exp size = input, no expansion conv
-            layers.append(ConvBNAct(spec.in_channels, spec.expanded, 1, activation=act, **conv))
-        layers.append(ConvBNAct(
-            spec.expanded, spec.expanded, spec.kernel, stride=spec.stride, dilation=spec.dilation,
-            groups=spec.expanded, activation=act, **conv,
+            layers.append(_conv_bn(spec.in_channels, spec.expanded, 1, act))
+        layers.append(_conv_bn(
+            spec.expanded, spec.expanded, spec.kernel, act,
+            stride=spec.stride, dilation=spec.dilation, groups=spec.expanded,
         ))
         if spec.se:  # squeeze to a quarter of the expansion (Sec. 5.3)
             layers.append(SqueezeExcitation(spec.expanded, make_divisible(spec.expanded // 4, 8)))
-        layers.append(ConvBNAct(spec.expanded, spec.out_channels, 1, activation=None, **conv))
+        layers.append(_conv_bn(spec.expanded, spec.out_channels, 1, None))  # linear bottleneck
         self.block = nn.Sequential(*layers)
         self.use_residual = spec.stride == 1 and spec.in_channels == spec.out_channels
         self.out_channels = spec.out_channels
@@ -192,10 +202,9 @@ class MobileNetV3Encoder(nn.Sequential):
 
     def __init__(self, config: MobileNetV3Config) -> None:
         specs = block_specs(config)
-        bn = dict(bn_eps=BN_EPS, bn_momentum=BN_MOMENTUM)
-        stem = ConvBNAct(3, specs[0].in_channels, 3, stride=2, activation=nn.Hardswish, **bn)
+        stem = _conv_bn(3, specs[0].in_channels, 3, nn.Hardswish, stride=2)
         last_in = specs[-1].out_channels
-        last = ConvBNAct(last_in, config.last_conv_expansion * last_in, 1, activation=nn.Hardswish, **bn)
+        last = _conv_bn(last_in, config.last_conv_expansion * last_in, 1, nn.Hardswish)
         super().__init__(stem, *[InvertedResidual(s) for s in specs], last)
         self.config = config
 
