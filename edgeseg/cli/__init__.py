@@ -21,6 +21,7 @@ app = typer.Typer(
 # command name -> "module:function" (one line per command; the module is imported on use).
 COMMANDS: dict[str, str] = {
     "models": "edgeseg.cli.models:models",
+    "convert": "edgeseg.cli.convert:convert",
     "train": "edgeseg.cli.train:train",
 }
 
