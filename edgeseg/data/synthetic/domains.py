@@ -44,8 +44,8 @@ class DomainStyle:
 
 DOMAIN_STYLES = {
     "day": DomainStyle("day", False, (0.85, 1.15), 0.08, 0.0, "day", True, (1e6, 1e6), (0, 0), (2, 6), 0.0, False),
-    "night": DomainStyle("night", False, (0.22, 0.4), 0.25, 0.6, "night", False, (150, 400), (20, 40), (6, 12), 0.45, True),
-    "fog": DomainStyle("fog", False, (0.8, 1.0), 0.05, -0.2, "fog", False, (18, 45), (170, 225), (3, 7), 0.0, False),
+    "night": DomainStyle("night", False, (0.15, 0.32), 0.25, 0.6, "night", False, (150, 400), (20, 40), (6, 12), 0.35, True),
+    "fog": DomainStyle("fog", False, (0.8, 1.0), 0.05, -0.2, "fog", False, (10, 30), (170, 225), (3, 7), 0.0, False),
     "coarse": DomainStyle("coarse", True, (0.5, 0.8), 0.3, 0.8, "dusk", True, (300, 900), (150, 200), (3, 8), 0.2, False),
 }
 SYNTHETIC_DOMAINS = tuple(DOMAIN_STYLES)

@@ -112,6 +112,6 @@ def _glow(cv2, emissive: np.ndarray, rng) -> np.ndarray:
     """Light bleeding around lamps, headlights and lit windows (computed at 1/8 resolution)."""
     height, width = emissive.shape
     small = cv2.resize(emissive.astype(np.float32), (max(width // 8, 1), max(height // 8, 1)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), 2.0) * np.float32(rng.uniform(1.5, 3.0))
+    small = cv2.GaussianBlur(small, (0, 0), 2.0) * np.float32(rng.uniform(0.8, 1.6))
     glow = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     return np.minimum(glow, np.float32(1.0))
