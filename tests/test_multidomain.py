@@ -265,6 +265,7 @@ def test_parse_domains_accepts_json_lists_and_defaults():
     as_json = json.loads(json.dumps([[n, list(c)] for n, c in DOMAINS]))
     assert parse_domains(as_json, None) == DOMAINS
     assert parse_domains(DOMAINS, 3) == DOMAINS
+    assert parse_domains([["bdd-100k", ["road"]]], None) == (("bdd-100k", ("road",)),)
     default = parse_domains(None, 4)
     assert [n for n, _ in default] == ["domain0", "domain1"]
     assert all(len(c) == 4 for _, c in default)
@@ -275,7 +276,8 @@ def test_parse_domains_accepts_json_lists_and_defaults():
     [
         (None, None, "give the domains"),
         ([["a", ["x"]], ["a", ["y"]]], None, "repeat"),
-        ([["city scapes", ["x"]]], None, "letters, digits and underscores"),
+        ([["city scapes", ["x"]]], None, "letters, digits, '_' and '-'"),
+        ([["city.fine", ["x"]]], None, "letters, digits, '_' and '-'"),
         ([["keys", ["x"]]], None, "attribute"),
         ([["a", "road"]], None, "list of class names"),
         ([["a"]], None, "pair"),
