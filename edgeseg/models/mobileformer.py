@@ -656,11 +656,17 @@ def _build_lraspp(variant: str):
     ) -> MobileFormerLRASPP:
         """Mobile-Former-{variant} encoder with an LR-ASPP head (``inter_channels`` wide).
         ``width_mult``, ``token_dim`` and ``num_tokens`` shrink it (tests, tiny devices)."""
+        paper = VARIANTS[variant]
+        if inter_channels < 1 or (token_dim is not None and token_dim < 1):
+            raise ConfigError(
+                f"{name}: inter_channels={inter_channels} and token_dim={token_dim} must be >= 1 "
+                f"(the paper: 128 head channels, d={paper.token_dim})"
+            )
         cfg = replace(
-            VARIANTS[variant],
+            paper,
             width_mult=width_mult,
-            token_dim=token_dim or VARIANTS[variant].token_dim,
-            num_tokens=num_tokens or VARIANTS[variant].num_tokens,
+            token_dim=paper.token_dim if token_dim is None else token_dim,
+            num_tokens=paper.num_tokens if num_tokens is None else num_tokens,
         )
         meta = _resolve_metadata(name, num_classes, classes, metadata)
         return MobileFormerLRASPP(cfg, meta, inter_channels)
