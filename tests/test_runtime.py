@@ -1,0 +1,242 @@
+"""edgeseg.runtime on real files: every backend against the PyTorch reference and each other."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_runtime_files import SIZE, model_files, random_image  # noqa: F401 (fixture)
+
+import edgeseg.runtime as rt
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    assert a.shape == b.shape and a.dtype == b.dtype
+    return float((a == b).mean())
+
+
+@pytest.fixture(scope="module")
+def sessions(model_files):
+    return {name: rt.load(model_files[name], threads=1) for name in ("ckpt", "onnx", "openvino", "tflite", "onnx_two_conv")}
+
+
+def torch_reference_mask(model, image: np.ndarray) -> np.ndarray:
+    """The mask computed in PyTorch alone: bilinear resize, normalize, model, argmax, nearest back."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=SIZE, mode="bilinear", align_corners=False)
+    mean = torch.tensor(model.metadata.mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.metadata.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits = model((x / 255 - mean) / std)
+    mask = logits.argmax(1, keepdim=True).float()
+    back = F.interpolate(mask, size=image.shape[:2], mode="nearest-exact")
+    return back[0, 0].to(torch.uint8).numpy()
+
+
+def test_reference_session_matches_pytorch_computed_by_hand(sessions):
+    from test_runtime_files import tiny_model
+
+    image = random_image(90, 140, seed=3)
+    mask = sessions["ckpt"].predict(image)
+    assert mask.shape == (90, 140) and mask.dtype == np.uint8
+    assert len(np.unique(mask)) > 1  # a real segmentation, not a constant
+    # cv2 rounds the resized image to uint8, PyTorch keeps floats: a few pixels near ties differ.
+    assert agreement(mask, torch_reference_mask(tiny_model(), image)) > 0.97
+
+
+@pytest.mark.parametrize("name, reference", [("onnx", "ckpt"), ("openvino", "onnx"), ("tflite", "onnx_two_conv")])
+def test_backends_agree(sessions, name, reference):
+    for seed, (h, w) in enumerate([(64, 64), (120, 90), (37, 201)]):
+        image = random_image(h, w, seed=seed)
+        got, want = sessions[name].predict(image), sessions[reference].predict(image)
+        assert agreement(got, want) > 0.995, (name, h, w)
+        logits, ref_logits = sessions[name].predict(image, logits=True), sessions[reference].predict(image, logits=True)
+        assert logits.shape == (h, w, 4) and logits.dtype == np.float32
+        np.testing.assert_allclose(logits, ref_logits, atol=1e-3)
+
+
+def test_logits_and_mask_agree(sessions):
+    image = random_image(64, 64, seed=5)
+    seg = sessions["onnx"]
+    # At the model's own size no resize happens: the mask is exactly the argmax of the logits.
+    np.testing.assert_array_equal(seg.predict(image), seg.predict(image, logits=True).argmax(-1))
+
+
+def test_graph_with_preprocessing_nhwc_and_argmax_matches_plain_graph(model_files, sessions):
+    seg = rt.load(model_files["onnx_nhwc_pre_argmax"], threads=1)
+    assert seg.backend.input.dtype == np.uint8 and seg.metadata.argmax
+    for seed in range(3):
+        image = random_image(80, 100, seed=seed)
+        assert agreement(seg.predict(image), sessions["onnx"].predict(image)) > 0.999
+    with pytest.raises(rt.LogitsUnavailableError, match="without --argmax"):
+        seg.predict(image, logits=True)
+
+
+def test_letterbox_matches_hand_computed_reference(model_files):
+    import cv2
+    import onnxruntime as ort
+
+    seg = rt.load(model_files["onnx_letterbox"], threads=1)
+    image = random_image(64, 128, seed=7)  # 1:2 -> 32x64 inside a 64x64 input, 16 rows of padding
+    m = seg.metadata
+    canvas = np.empty((64, 64, 3), np.uint8)
+    canvas[:] = np.rint(np.asarray(m.mean) * 255)
+    canvas[16:48] = cv2.resize(image, (64, 32), interpolation=cv2.INTER_LINEAR)
+    x = ((canvas / 255.0 - m.mean) / m.std).astype(np.float32).transpose(2, 0, 1)[None]
+    logits = ort.InferenceSession(str(model_files["onnx_letterbox"])).run(None, {"image": x})[0]
+    small = logits[0].argmax(0)[16:48].astype(np.uint8)
+    want = cv2.resize(small, (128, 64), interpolation=cv2.INTER_NEAREST_EXACT)
+    np.testing.assert_array_equal(seg.predict(image), want)
+
+
+def test_domains_pick_the_output_and_its_classes(model_files, sessions):
+    seg = rt.load(model_files["onnx_two_heads"], threads=1)
+    assert seg.domains == ["city", "road"]
+    image = random_image(64, 64, seed=2)
+    city = seg.predict(image, domain="city")
+    road = seg.predict(image, domain="road")
+    np.testing.assert_array_equal(city, sessions["onnx"].predict(image))
+    logits = sessions["onnx"].predict(image, logits=True)
+    np.testing.assert_array_equal(road, (-logits[..., :3]).argmax(-1))
+    assert seg.classes("road") == ("road", "lane", "other")
+    assert tuple(seg.colorize(road, domain="road")[0, 0]) in {(128, 64, 128), (255, 255, 255), (0, 0, 0)}
+    with pytest.raises(rt.DomainError, match="pass domain="):
+        seg.predict(image)
+    with pytest.raises(rt.DomainError, match="'sky' is not in this file"):
+        seg.predict(image, domain="sky")
+    with pytest.raises(rt.DomainError, match="single-domain"):
+        sessions["onnx"].predict(image, domain="city")
+
+
+def test_bgr_flag_non_contiguous_and_float_images_give_the_same_mask(sessions):
+    seg = sessions["onnx"]
+    image = random_image(96, 72, seed=4)
+    mask = seg.predict(image)
+    np.testing.assert_array_equal(seg.predict(np.ascontiguousarray(image[..., ::-1]), bgr=True), mask)
+    flipped = image[:, ::-1]  # a negative-stride view
+    np.testing.assert_array_equal(seg.predict(flipped), seg.predict(flipped.copy()))
+    np.testing.assert_array_equal(seg.predict(image.astype(np.float32) / 255), mask)
+    batch = seg.predict_batch([image, image[:50, :60]])
+    assert [m.shape for m in batch] == [(96, 72), (50, 60)]
+    np.testing.assert_array_equal(batch[0], mask)
+
+
+def test_colorize_and_overlay(sessions):
+    seg = sessions["onnx"]
+    mask = np.array([[0, 1], [2, 3]] * 4, np.uint8).repeat(4, axis=1)
+    colours = seg.colorize(mask)
+    assert tuple(colours[1, 4]) == seg.metadata.palette[3]
+    image = np.full((8, 8, 3), 100, np.uint8)
+    blend = seg.overlay(image, mask, alpha=0.25)
+    want = np.rint(100 * 0.75 + np.asarray(seg.metadata.palette[0]) * 0.25)
+    np.testing.assert_array_equal(blend[0, 0], want)
+    with pytest.raises(rt.MaskError, match="palette has 4"):
+        seg.colorize(mask + 4)
+    with pytest.raises(rt.MaskError, match="differ in size"):
+        seg.overlay(np.zeros((9, 9, 3), np.uint8), mask)
+
+
+@pytest.mark.parametrize("name", ["onnx", "openvino", "tflite", "ckpt"])
+def test_one_session_serves_several_threads(model_files, name):
+    seg = rt.load(model_files[name], threads=1)
+    images = [random_image(64 + 8 * i, 80, seed=i) for i in range(6)]
+    want = [seg.predict(im) for im in images]
+    results: dict[int, list[np.ndarray]] = {}
+
+    def work(t: int) -> None:
+        results[t] = [seg.predict(images[(t + k) % 6]) for k in range(6)]
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for t in range(4):
+        for k in range(6):
+            np.testing.assert_array_equal(results[t][k], want[(t + k) % 6])
+    assert seg.thread_safe == (name != "tflite")  # LiteRT calls take turns under the lock
+
+
+def test_threads_and_precision_reach_the_backend(model_files):
+    onnx = rt.load(model_files["onnx"], threads=2)
+    assert onnx.backend._session.get_session_options().intra_op_num_threads == 2
+    ov = rt.load(model_files["openvino"], threads=2)
+    compiled = ov.backend._compiled
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == 2
+    assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) in {"f32", "<Type: 'float32'>"}
+    with pytest.raises(rt.errors.ConfigError, match="runs the file at the precision"):
+        rt.load(model_files["onnx"], precision="fp16")
+    with pytest.raises(rt.errors.ConfigError, match="positive integer"):
+        rt.load(model_files["onnx"], threads=0)
+
+
+def test_file_without_metadata_runs_with_defaults_and_a_warning(model_files, sessions):
+    with pytest.warns(rt.MissingMetadataWarning, match="4 classes, 64x64 nchw input, ImageNet"):
+        seg = rt.load(model_files["onnx_nometa"], threads=1)
+    image = random_image(64, 64, seed=9)
+    # The defaults (ImageNet mean/std, stretch) are what the tiny model uses: same mask.
+    np.testing.assert_array_equal(seg.predict(image), sessions["onnx"].predict(image))
+
+
+_BLOCK_TORCH = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {blocked!r}:
+            raise ImportError('blocked for this test: ' + name)
+sys.meta_path.insert(0, Block())
+"""
+
+
+def run_blocked(code: str, blocked: set[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCK_TORCH.format(blocked=blocked) + code],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+
+
+def test_runtime_runs_every_backend_without_torch(model_files):
+    code = f"""
+import numpy as np, edgeseg.runtime as rt
+image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+for path in {[str(model_files[n]) for n in ("onnx", "openvino", "tflite")]!r}:
+    mask = rt.load(path, threads=1).predict(image)
+    assert mask.shape == (50, 70), mask.shape
+assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules), 'torch was imported'
+print('ok')
+"""
+    proc = run_blocked(code, {"torch"})
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_missing_backend_library_names_the_extra(model_files):
+    code = f"""
+import edgeseg.runtime as rt
+for path in {[str(model_files[n]) for n in ("onnx", "tflite", "openvino")]!r}:
+    try:
+        rt.load(path)
+    except rt.BackendUnavailableError as exc:
+        print(exc)
+"""
+    proc = run_blocked(code, {"onnxruntime", "ai_edge_litert", "tflite_runtime", "openvino"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for extra in ("runtime-onnx", "runtime-tflite", "runtime-openvino"):
+        assert f'pip install "edgeseg[{extra}]"' in proc.stdout
+
+
+def test_coreml_refuses_to_run_off_macos(tmp_path):
+    if sys.platform == "darwin":
+        pytest.skip("CoreML runs here")
+    package = tmp_path / "model.mlpackage"
+    package.mkdir()
+    with pytest.raises(rt.BackendUnavailableError, match="only run on macOS"):
+        rt.load(package)
