@@ -43,6 +43,7 @@ from torch import nn
 from edgeseg.errors import ConfigError
 from edgeseg.metadata import ModelMetadata, default_classes
 from edgeseg.models.base import SegmentationModel
+from edgeseg.models.layers import ConvBNAct, make_divisible
 from edgeseg.models.registry import register_model
 
 # --------------------------------------------------------------------------------------------
@@ -112,13 +113,7 @@ class MobileFormerConfig:
 
     def channels(self, c: int) -> int:
         """Width-scaled channel count: a multiple of 4 (heads, groups and shuffles need it)."""
-        return _make_divisible(c * self.width_mult, 4)
-
-
-def _make_divisible(value: float, divisor: int) -> int:
-    """Round to a multiple of ``divisor``, never more than 10% below ``value`` (MobileNet rule)."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
+        return make_divisible(c * self.width_mult, 4)
 
 
 # Rows: (kind, expansion, out, stride, expansion2).
@@ -222,14 +217,9 @@ def variant_config(variant: str) -> MobileFormerConfig:
 # --------------------------------------------------------------------------------------------
 
 
-class ConvBN(nn.Sequential):
-    """Conv (no bias) + BatchNorm; no activation (dynamic ReLU or none follows)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
-        super().__init__(
-            nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(cout),
-        )
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> ConvBNAct:
+    """Conv (no bias) + BatchNorm, no activation: dynamic ReLU (or nothing) follows."""
+    return ConvBNAct(cin, cout, kernel, stride=stride, groups=groups, activation=None)
 
 
 class ChannelShuffle(nn.Module):
@@ -247,8 +237,8 @@ class ChannelShuffle(nn.Module):
 def _pointwise(cin: int, cout: int, groups: int) -> nn.Module:
     """1x1 ConvBN; grouped convs are followed by a shuffle so the next layer sees every group."""
     if groups == 1:
-        return ConvBN(cin, cout, 1)
-    return nn.Sequential(ConvBN(cin, cout, 1, groups=groups), ChannelShuffle(groups))
+        return _conv_bn(cin, cout, 1)
+    return nn.Sequential(_conv_bn(cin, cout, 1, groups=groups), ChannelShuffle(groups))
 
 
 class DynamicReLU(nn.Module):
@@ -363,7 +353,7 @@ class InvertedBottleneck(nn.Module):
         hidden = cin * expansion
         self.expand = _pointwise(cin, hidden, cfg.groups)
         self.act1 = DynamicReLU(hidden, cfg.token_dim, cfg.hyper_reduction)
-        self.depthwise = ConvBN(hidden, hidden, 3, stride, groups=hidden)
+        self.depthwise = _conv_bn(hidden, hidden, 3, stride, groups=hidden)
         self.act2 = DynamicReLU(hidden, cfg.token_dim, cfg.hyper_reduction)
         self.project = _pointwise(hidden, cout, cfg.groups)
         self.residual = stride == 1 and cin == cout
@@ -382,11 +372,11 @@ class DownsampleBottleneck(nn.Module):
                  cfg: MobileFormerConfig):
         super().__init__()
         hidden1, hidden2 = cin * expansion, cout * expansion2
-        self.depthwise1 = ConvBN(cin, hidden1, 3, stride, groups=cin)
+        self.depthwise1 = _conv_bn(cin, hidden1, 3, stride, groups=cin)
         self.shuffle1 = ChannelShuffle(cin) if cfg.groups > 1 else nn.Identity()
         self.act1 = DynamicReLU(hidden1, cfg.token_dim, cfg.hyper_reduction)
         self.pointwise1 = _pointwise(hidden1, cout, cfg.groups)
-        self.depthwise2 = ConvBN(cout, hidden2, 3, 1, groups=cout)
+        self.depthwise2 = _conv_bn(cout, hidden2, 3, 1, groups=cout)
         self.shuffle2 = ChannelShuffle(cout) if cfg.groups > 1 else nn.Identity()
         self.act2 = DynamicReLU(hidden2, cfg.token_dim, cfg.hyper_reduction)
         self.project = _pointwise(hidden2, cout, cfg.groups)
@@ -403,7 +393,7 @@ class LiteBottleneck(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, expansion: int, groups: int):
         super().__init__()
         shuffle = ChannelShuffle(cin) if groups > 1 else nn.Identity()
-        self.depthwise = nn.Sequential(ConvBN(cin, cin * expansion, 3, stride, groups=cin),
+        self.depthwise = nn.Sequential(_conv_bn(cin, cin * expansion, 3, stride, groups=cin),
                                        nn.ReLU6(), shuffle)
         self.project = _pointwise(cin * expansion, cout, groups)
         self.residual = stride == 1 and cin == cout
@@ -468,7 +458,7 @@ class MobileFormerEncoder(nn.Module):
         self.config = cfg
         self.tokens = nn.Parameter(torch.randn(cfg.num_tokens, cfg.token_dim))  # Z0, random init
         stem = cfg.channels(cfg.stem_channels)
-        self.stem = nn.Sequential(ConvBN(3, stem, 3, 2), nn.ReLU6())
+        self.stem = ConvBNAct(3, stem, 3, stride=2, activation=nn.ReLU6)
         blocks, channels, stride, taps = [], [], 2, {}
         cin = stem
         for i, row in enumerate(cfg.blocks):
@@ -540,7 +530,7 @@ class MobileFormerClassifier(nn.Module):
         last = self.encoder.out_channels[-1]
         wide = last * cfg.last_expansion
         self.final_bridge = MobileToFormer(last, cfg.token_dim, cfg.bridge_heads, cfg.bridge_gate)
-        expand = ConvBN(last, wide, 1, groups=cfg.groups)
+        expand = _conv_bn(last, wide, 1, groups=cfg.groups)
         shuffle = ChannelShuffle(cfg.groups) if cfg.groups > 1 else nn.Identity()
         self.expand = nn.Sequential(shuffle, expand, nn.ReLU6())
         self.fc = nn.Sequential(
@@ -578,11 +568,7 @@ class LRASPPHead(nn.Module):
     def __init__(self, low_channels: int, high_channels: int, inter_channels: int,
                  num_classes: int):
         super().__init__()
-        self.cbr = nn.Sequential(
-            nn.Conv2d(high_channels, inter_channels, 1, bias=False),
-            nn.BatchNorm2d(inter_channels),
-            nn.ReLU(),
-        )
+        self.cbr = ConvBNAct(high_channels, inter_channels, 1)
         self.scale = nn.Sequential(nn.Conv2d(high_channels, inter_channels, 1), nn.Sigmoid())
         self.low_classifier = nn.Conv2d(low_channels, num_classes, 1)
         self.high_classifier = nn.Conv2d(inter_channels, num_classes, 1)
