@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from edgeseg.checkpoint import load_model, save_checkpoint
 from edgeseg.errors import CheckpointError, ConfigError
 from edgeseg.models import create_model, tiny_config
 from edgeseg.models.hf_segformer import load_hf_segformer
@@ -17,8 +18,12 @@ from edgeseg.models.segformer import SegFormerConfig
 transformers = pytest.importorskip("transformers")
 
 # HF's own test config (hidden 8/8/16/16, one block per stage), the same as our registry's tiny.
-HF_TINY = dict(hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2], decoder_hidden_size=16)
-OUR_TINY = SegFormerConfig(hidden_sizes=(8, 8, 16, 16), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), decoder_channels=16)
+HF_TINY = dict(
+    hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2], decoder_hidden_size=16
+)
+OUR_TINY = SegFormerConfig(
+    hidden_sizes=(8, 8, 16, 16), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), decoder_channels=16
+)
 PARITY_ATOL = 1e-4
 
 
@@ -60,8 +65,9 @@ def assert_parity(ours, theirs, size, batch=2):
 def test_default_config_is_mit_b0_and_registry_tiny_is_hf_tiny():
     b0 = create_model("segformer_b0", num_classes=150).config
     assert b0 == SegFormerConfig()
-    assert (b0.patch_sizes, b0.strides, b0.hidden_sizes, b0.depths) == ((7, 3, 3, 3), (4, 2, 2, 2), (32, 64, 160, 256), (2, 2, 2, 2))
-    assert (b0.num_heads, b0.sr_ratios, b0.mlp_ratios, b0.decoder_channels) == ((1, 2, 5, 8), (8, 4, 2, 1), (4, 4, 4, 4), 256)
+    assert (b0.patch_sizes, b0.strides, b0.hidden_sizes) == ((7, 3, 3, 3), (4, 2, 2, 2), (32, 64, 160, 256))
+    assert (b0.depths, b0.num_heads, b0.sr_ratios) == ((2, 2, 2, 2), (1, 2, 5, 8), (8, 4, 2, 1))
+    assert (b0.mlp_ratios, b0.decoder_channels) == ((4, 4, 4, 4), 256)
     assert create_model("segformer_b0", num_classes=3, **tiny_config("segformer_b0")).config == OUR_TINY
 
 
@@ -76,7 +82,8 @@ def test_b0_parity_and_param_count_with_transformers():
     theirs = hf_segmenter(150)  # transformers' default SegformerConfig is B0
     ours = load_hf_segformer(theirs.state_dict())  # no config: inferred from the weight shapes
     assert ours.config == SegFormerConfig()
-    assert count_params(ours) == count_params(theirs) == count_params(create_model("segformer_b0", num_classes=150))
+    registered = create_model("segformer_b0", num_classes=150)
+    assert count_params(ours) == count_params(theirs) == count_params(registered)
     assert_parity(ours, theirs, (64, 64), batch=1)
 
 
@@ -98,6 +105,11 @@ def test_loads_save_pretrained_folder_and_file_without_unpickling(tmp_path, monk
         assert ours.metadata.classes == tuple(classes)
         assert not ours.training
         assert_parity(ours, theirs, (64, 64), batch=1)
+    # ... and saves as an edgeseg checkpoint that rebuilds the same model.
+    monkeypatch.undo()
+    reloaded = load_model(save_checkpoint(ours, tmp_path / "edgeseg.safetensors"))
+    assert reloaded.config == OUR_TINY and reloaded.metadata.classes == tuple(classes)
+    assert_parity(reloaded, theirs, (64, 64), batch=1)
 
 
 # The names transformers 4.x wrote (most Hub checkpoints), from our layout's HF-5 names; written
@@ -200,9 +212,9 @@ def test_adapter_sites_are_mix_ffn_outputs_as_tokens():
 
 
 def test_drop_path_only_in_training():
-    model = create_model("segformer_b0", num_classes=3, drop_path_rate=0.5, classifier_dropout=0.0, **{
-        k: v for k, v in tiny_config("segformer_b0").items()
-    })
+    model = create_model(
+        "segformer_b0", num_classes=3, drop_path_rate=0.5, classifier_dropout=0.0, **tiny_config("segformer_b0")
+    )
     x = torch.randn(4, 3, 64, 64)
     model.eval()
     with torch.no_grad():
@@ -219,7 +231,7 @@ def test_drop_path_only_in_training():
     ("kwargs", "match"),
     [
         ({"num_classes": 3, "hidden_sizes": [8, 8, 16]}, "one entry per stage"),
-        ({"num_classes": 3, "hidden_sizes": [8, 8, 16, 18], "num_heads": [1, 1, 2, 4]}, "hidden size 18 is not divisible by 4 heads"),
+        ({"num_classes": 3, "hidden_sizes": [8, 8, 16, 18], "num_heads": [1, 1, 2, 4]}, "18 is not divisible by 4"),
         ({"num_classes": 3, "hidden_size": [8, 8, 16, 16]}, "unknown option.*hidden_sizes"),
         ({}, "give num_classes"),
         ({"num_classes": 2, "classes": ["a", "b", "c"]}, "num_classes=2 but 3 class names"),

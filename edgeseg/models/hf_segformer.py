@@ -1,30 +1,29 @@
-"""Load Hugging Face ``transformers`` SegFormer checkpoints into :class:`~edgeseg.models.segformer.SegFormer`.
+"""Load Hugging Face ``transformers`` SegFormer checkpoints into edgeseg's ``SegFormer``.
 
 Reads what users already have: a ``save_pretrained`` folder (``config.json`` +
 ``model.safetensors`` or ``pytorch_model.bin``), a single weights file, or a state dict.
 Safetensors is read as tensors only; ``.bin`` files go through ``torch.load(weights_only=True)``.
 Nothing is ever unpickled as arbitrary objects, and ``config.json`` is parsed as JSON.
 
-Key mapping (Hugging Face -> edgeseg), ``i`` = stage, ``j`` = block; the ``segformer.`` prefix
-is optional (``SegformerModel`` checkpoints have none):
+Key mapping, Hugging Face (transformers >= 5, ``SegformerForSemanticSegmentation``) -> edgeseg
+``SegFormer``. ``i`` = stage, ``j`` = block; the ``segformer.`` prefix is optional
+(``SegformerModel`` checkpoints have none). HF ``S = segformer.stages.i``, ``B = S.blocks.j``;
+ours ``S = encoder.stages.i``, ``B = S.blocks.j``:
 
-=======================================================================  =========================================
-transformers >= 5 (``SegformerForSemanticSegmentation``)                 edgeseg ``SegFormer``
-=======================================================================  =========================================
-``segformer.stages.i.patch_embeddings.proj``                             ``encoder.stages.i.patch_embed.proj``
-``segformer.stages.i.patch_embeddings.layer_norm``                       ``encoder.stages.i.patch_embed.norm``
-``segformer.stages.i.blocks.j.layernorm_before``                         ``encoder.stages.i.blocks.j.attn_norm``
-``segformer.stages.i.blocks.j.attention.{q,k,v,o}_proj``                 ``encoder.stages.i.blocks.j.attention.{query,key,value,out}``
-``segformer.stages.i.blocks.j.attention.sequence_reduction.sequence_reduction``  ``encoder.stages.i.blocks.j.attention.reduce``
-``segformer.stages.i.blocks.j.attention.sequence_reduction.layer_norm``  ``encoder.stages.i.blocks.j.attention.reduce_norm``
-``segformer.stages.i.blocks.j.layernorm_after``                          ``encoder.stages.i.blocks.j.ffn_norm``
-``segformer.stages.i.blocks.j.mlp.fc1`` / ``mlp.dwconv.dwconv`` / ``mlp.fc2``  ``encoder.stages.i.blocks.j.mix_ffn.fc1`` / ``dwconv`` / ``fc2``
-``segformer.stages.i.layer_norm``                                        ``encoder.stages.i.norm``
-``decode_head.linear_projections.i.proj`` (Linear ``(C, C_i)``)          ``decoder.projections.i`` (1x1 conv ``(C, C_i, 1, 1)``: weight reshaped)
-``decode_head.linear_fuse``                                              ``decoder.fuse``
-``decode_head.batch_norm``                                               ``decoder.fuse_norm``
-``decode_head.classifier``                                               ``decoder.classifier``
-=======================================================================  =========================================
+- ``S.patch_embeddings.proj``                          -> ``S.patch_embed.proj``
+- ``S.patch_embeddings.layer_norm``                    -> ``S.patch_embed.norm``
+- ``B.layernorm_before``                               -> ``B.attn_norm``
+- ``B.attention.{q,k,v,o}_proj``                       -> ``B.attention.{query,key,value,out}``
+- ``B.attention.sequence_reduction.sequence_reduction`` -> ``B.attention.reduce``
+- ``B.attention.sequence_reduction.layer_norm``        -> ``B.attention.reduce_norm``
+- ``B.layernorm_after``                                -> ``B.ffn_norm``
+- ``B.mlp.fc1`` / ``B.mlp.dwconv.dwconv`` / ``B.mlp.fc2`` -> ``B.mix_ffn.fc1`` / ``dwconv`` / ``fc2``
+- ``S.layer_norm``                                     -> ``S.norm``
+- ``decode_head.linear_projections.i.proj``            -> ``decoder.projections.i``
+  (HF's Linear weight ``(C, C_i)`` is reshaped to our 1x1 conv's ``(C, C_i, 1, 1)``)
+- ``decode_head.linear_fuse``                          -> ``decoder.fuse``
+- ``decode_head.batch_norm``                           -> ``decoder.fuse_norm``
+- ``decode_head.classifier``                           -> ``decoder.classifier``
 
 Checkpoints written by transformers 4.x (most files on the Hub, e.g.
 ``nvidia/segformer-b0-finetuned-ade-512-512``) use older names; they are first renamed to the
@@ -97,14 +96,17 @@ def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
 # The suffix after the matched part (weight, bias, running_mean, ...) is kept as is.
 KEY_MAP: tuple[tuple[str, str, Callable[[torch.Tensor], torch.Tensor]], ...] = (
     (r"^stages\.(\d+)\.patch_embeddings\.proj\.", r"encoder.stages.\1.patch_embed.proj.", _unchanged),
-    (r"^stages\.(\d+)\.patch_embeddings\.layer_norm\.", r"encoder.stages.\1.patch_embed.norm.", _unchanged),
+    (r"^stages\.(\d+)\.patch_embeddings\.layer_norm\.", r"encoder.stages.\1.patch_embed.norm.",
+     _unchanged),
     (_BLOCK + r"layernorm_before\.", _OUR_BLOCK + "attn_norm.", _unchanged),
     (_BLOCK + r"attention\.q_proj\.", _OUR_BLOCK + "attention.query.", _unchanged),
     (_BLOCK + r"attention\.k_proj\.", _OUR_BLOCK + "attention.key.", _unchanged),
     (_BLOCK + r"attention\.v_proj\.", _OUR_BLOCK + "attention.value.", _unchanged),
     (_BLOCK + r"attention\.o_proj\.", _OUR_BLOCK + "attention.out.", _unchanged),
-    (_BLOCK + r"attention\.sequence_reduction\.sequence_reduction\.", _OUR_BLOCK + "attention.reduce.", _unchanged),
-    (_BLOCK + r"attention\.sequence_reduction\.layer_norm\.", _OUR_BLOCK + "attention.reduce_norm.", _unchanged),
+    (_BLOCK + r"attention\.sequence_reduction\.sequence_reduction\.", _OUR_BLOCK + "attention.reduce.",
+     _unchanged),
+    (_BLOCK + r"attention\.sequence_reduction\.layer_norm\.", _OUR_BLOCK + "attention.reduce_norm.",
+     _unchanged),
     (_BLOCK + r"layernorm_after\.", _OUR_BLOCK + "ffn_norm.", _unchanged),
     (_BLOCK + r"mlp\.fc1\.", _OUR_BLOCK + "mix_ffn.fc1.", _unchanged),
     (_BLOCK + r"mlp\.dwconv\.dwconv\.", _OUR_BLOCK + "mix_ffn.dwconv.", _unchanged),
@@ -165,14 +167,19 @@ def convert_hf_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.
 def config_from_hf(hf_config: Mapping[str, Any]) -> tuple[SegFormerConfig, tuple[str, ...] | None]:
     """Our config and the class names (from ``id2label``) of a HF ``config.json`` dict."""
     if hf_config.get("model_type", "segformer") != "segformer":
-        raise CheckpointError(f"config.json is for model_type {hf_config['model_type']!r}, not 'segformer'")
+        raise CheckpointError(
+            f"config.json is for model_type {hf_config['model_type']!r}, not 'segformer'; "
+            "load_hf_segformer reads SegFormer checkpoints only"
+        )
     if hf_config.get("num_channels", 3) != 3 or hf_config.get("hidden_act", "gelu") != "gelu":
         raise CheckpointError(
             "only RGB SegFormers with GELU load into edgeseg; this config has "
             f"num_channels={hf_config.get('num_channels')}, hidden_act={hf_config.get('hidden_act')!r}"
         )
     if hf_config.get("reshape_last_stage", True) is False:
-        raise CheckpointError("reshape_last_stage=False configs are classification-only; use a segmentation checkpoint")
+        raise CheckpointError(
+            "reshape_last_stage=False configs are classification-only; use a segmentation checkpoint"
+        )
     names = {
         "patch_sizes": "patch_sizes",
         "strides": "strides",
@@ -185,7 +192,9 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> tuple[SegFormerConfig, tuple
         "drop_path_rate": "drop_path_rate",
         "classifier_dropout_prob": "classifier_dropout",
     }
-    config = SegFormerConfig(**{ours: hf_config[theirs] for theirs, ours in names.items() if theirs in hf_config})
+    config = SegFormerConfig(
+        **{ours: hf_config[theirs] for theirs, ours in names.items() if theirs in hf_config}
+    )
     id2label = hf_config.get("id2label")
     classes = tuple(str(id2label[k]) for k in sorted(id2label, key=int)) if id2label else None
     return config, classes
@@ -196,21 +205,13 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> SegFormerConfig:
     ``config.json``. Strides and heads do not show in weight shapes: they take the MiT values
     (strides 4/2/2/2, heads 1/2/5/8), which every published MiT-B0..B5 uses."""
     defaults = SegFormerConfig()
-    stages = sorted({int(m.group(1)) for k in state if (m := re.match(r"encoder\.stages\.(\d+)\.", k))})
+    stages = range(_count_indices(state, r"encoder\.stages\.(\d+)\."))
     if not stages:
         raise CheckpointError("the checkpoint has no encoder weights; is it a SegFormer checkpoint?")
     proj = [state[f"encoder.stages.{i}.patch_embed.proj.weight"] for i in stages]
-    depths = [
-        len({int(m.group(1)) for k in state if (m := re.match(rf"encoder\.stages\.{i}\.blocks\.(\d+)\.", k))})
-        for i in stages
-    ]
-    sr = [
-        state[f"encoder.stages.{i}.blocks.0.attention.reduce.weight"].shape[-1]
-        if f"encoder.stages.{i}.blocks.0.attention.reduce.weight" in state
-        else 1
-        for i in stages
-    ]
-    mlp = [state[f"encoder.stages.{i}.blocks.0.mix_ffn.fc1.weight"].shape[0] // w.shape[0] for i, w in zip(stages, proj)]
+    depths = [_count_indices(state, rf"encoder\.stages\.{i}\.blocks\.(\d+)\.") for i in stages]
+    reduce = [state.get(f"encoder.stages.{i}.blocks.0.attention.reduce.weight") for i in stages]
+    fc1 = [state[f"encoder.stages.{i}.blocks.0.mix_ffn.fc1.weight"] for i in stages]
     fuse = state.get("decoder.fuse.weight")
     try:
         return dataclasses.replace(
@@ -218,8 +219,8 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> SegFormerConfig:
             patch_sizes=tuple(w.shape[-1] for w in proj),
             hidden_sizes=tuple(w.shape[0] for w in proj),
             depths=tuple(depths),
-            sr_ratios=tuple(sr),
-            mlp_ratios=tuple(mlp),
+            sr_ratios=tuple(1 if w is None else w.shape[-1] for w in reduce),  # R = 1: no reduce conv
+            mlp_ratios=tuple(f.shape[0] // p.shape[0] for f, p in zip(fc1, proj)),
             decoder_channels=fuse.shape[0] if fuse is not None else defaults.decoder_channels,
         )
     except ConfigError as exc:
@@ -227,6 +228,10 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> SegFormerConfig:
             f"cannot infer the SegFormer config from the weights alone ({exc}); keep the "
             "checkpoint's config.json beside it or pass config=SegFormerConfig(num_heads=...)"
         ) from exc
+
+
+def _count_indices(state: Mapping[str, torch.Tensor], pattern: str) -> int:
+    return len({m.group(1) for key in state if (m := re.match(pattern, key))})
 
 
 def load_hf_segformer(
@@ -262,7 +267,9 @@ def load_hf_segformer(
                 "the checkpoint has no classifier to count classes from: pass num_classes=, "
                 "classes= or metadata= for the new decoder"
             )
-    model = build_segformer(config, name=MODEL_NAME, num_classes=num_classes, classes=classes, metadata=metadata)
+    model = build_segformer(
+        config, name=MODEL_NAME, num_classes=num_classes, classes=classes, metadata=metadata
+    )
     _load_into(model, ours, require_decoder, source)
     model.build_config = _build_config(config, model.num_classes)
     return model.eval()
@@ -276,11 +283,12 @@ def _read_source(
     path = Path(source)
     config_path = path / "config.json" if path.is_dir() else path.with_name("config.json")
     if path.is_dir():
-        candidates = [path / "model.safetensors", path / "pytorch_model.bin"]
-        found = [c for c in candidates if c.exists()]
+        found = [c for c in (path / "model.safetensors", path / "pytorch_model.bin") if c.exists()]
         if not found:
-            sharded = " (sharded checkpoints are not supported: SegFormers fit in one file)" if any(path.glob("*.index.json")) else ""
-            raise CheckpointError(f"{path} holds neither model.safetensors nor pytorch_model.bin{sharded}")
+            raise CheckpointError(
+                f"{path} holds neither model.safetensors nor pytorch_model.bin (sharded "
+                "checkpoints are not supported: every SegFormer fits in one file)"
+            )
         path = found[0]
     state = read_state_dict(path, map_location=map_location)
     if not config_path.exists():
@@ -292,7 +300,9 @@ def _read_source(
     return state, hf_config
 
 
-def _load_into(model: SegFormer, state: dict[str, torch.Tensor], require_decoder: bool, source: object) -> None:
+def _load_into(
+    model: SegFormer, state: dict[str, torch.Tensor], require_decoder: bool, source: object
+) -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     has_decoder = any(k.startswith("decoder.") for k in state)
@@ -330,4 +340,11 @@ def _build_config(config: SegFormerConfig, num_classes: int) -> dict[str, Any]:
     return {"num_classes": num_classes, **overrides}
 
 
-__all__ = ["KEY_MAP", "config_from_hf", "convert_hf_state_dict", "hf_key_to_edgeseg", "infer_config", "load_hf_segformer"]
+__all__ = [
+    "KEY_MAP",
+    "config_from_hf",
+    "convert_hf_state_dict",
+    "hf_key_to_edgeseg",
+    "infer_config",
+    "load_hf_segformer",
+]

@@ -28,11 +28,16 @@ from edgeseg.models.base import SegmentationModel
 from edgeseg.models.registry import register_model
 
 
+_PER_STAGE_FIELDS = (
+    "patch_sizes", "strides", "hidden_sizes", "depths", "num_heads", "sr_ratios", "mlp_ratios"
+)
+
+
 @dataclass(frozen=True)
 class SegFormerConfig:
-    """MiT encoder + All-MLP decoder. Defaults are SegFormer-B0 (paper Table 6 for the MiT-B0
-    encoder hyper-parameters, Table 1 / Sec. 4.1 for the decoder width C=256). Per-stage tuples
-    have one entry per encoder stage (4 in every MiT variant)."""
+    """MiT encoder + All-MLP decoder. Defaults are SegFormer-B0: the paper's appendix Table 6
+    ("Detailed settings of MiT series") for the encoder, Table 1 and Sec. 4.2 for the decoder
+    width C. Per-stage tuples have one entry per encoder stage (4 in every MiT variant)."""
 
     # K_i: kernel of the overlapping patch embedding of stage i (Table 6: 7 then 3, 3, 3).
     patch_sizes: tuple[int, ...] = (7, 3, 3, 3)
@@ -49,7 +54,8 @@ class SegFormerConfig:
     # E_i: Mix-FFN expansion ratio (Table 6: 4 in every stage); the FFN's 3x3 depthwise conv
     # (Eq. 3) replaces positional encodings.
     mlp_ratios: tuple[int, ...] = (4, 4, 4, 4)
-    # C: width of the All-MLP decoder (Sec. 4.1 / Table 1: 256 for B0 and B1, 768 for B2-B5).
+    # C: width of the All-MLP decoder (Table 1b / Sec. 4.2: 256 for the real-time B0 and B1,
+    # 768 for B2-B5).
     decoder_channels: int = 256
     # Every LayerNorm's eps. Hugging Face builds all of them with torch's default 1e-5 (its
     # config's layer_norm_eps=1e-6 is unused); we match HF so its checkpoints give equal logits.
@@ -61,19 +67,22 @@ class SegFormerConfig:
     classifier_dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        per_stage = ("patch_sizes", "strides", "hidden_sizes", "depths", "num_heads", "sr_ratios", "mlp_ratios")
+        per_stage = _PER_STAGE_FIELDS
         for name in per_stage:  # JSON build configs give lists; keep the config hashable
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         lengths = {name: len(getattr(self, name)) for name in per_stage}
-        if len(set(lengths.values())) != 1:
-            raise ConfigError(f"SegFormer per-stage settings must all have one entry per stage, got lengths {lengths}")
+        if len(set(lengths.values())) != 1 or not self.hidden_sizes:
+            raise ConfigError(
+                f"SegFormer per-stage settings must all have one entry per stage, got lengths {lengths}"
+            )
         for c, h, i in zip(self.hidden_sizes, self.num_heads, range(self.num_stages)):
             if h < 1 or c % h:
                 raise ConfigError(
                     f"stage {i}: hidden size {c} is not divisible by {h} heads; pick heads that divide it"
                 )
-        if min(self.patch_sizes + self.strides + self.hidden_sizes + self.depths + self.sr_ratios + self.mlp_ratios) < 1:
-            raise ConfigError(f"SegFormer sizes, depths and ratios must be >= 1: {self}")
+        too_small = [name for name in per_stage if min(getattr(self, name)) < 1]
+        if too_small:
+            raise ConfigError(f"SegFormer {too_small} must be >= 1 in every stage: {self}")
         if self.decoder_channels < 1:
             raise ConfigError(f"decoder_channels must be >= 1, got {self.decoder_channels}")
 
@@ -137,7 +146,8 @@ class EfficientSelfAttention(nn.Module):
         if self.sr_ratio > 1:
             kv = self.reduce(tokens_to_map(tokens, height, width)).flatten(2).transpose(1, 2)
             kv = self.reduce_norm(kv)
-        q, k, v = self.split_heads(self.query(tokens)), self.split_heads(self.key(kv)), self.split_heads(self.value(kv))
+        q = self.split_heads(self.query(tokens))
+        k, v = self.split_heads(self.key(kv)), self.split_heads(self.value(kv))
         attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
         batch, length, channels = tokens.shape
         return self.out((attn @ v).transpose(1, 2).reshape(batch, length, channels))
@@ -175,7 +185,8 @@ class DropPath(nn.Module):
         if not self.training or self.rate == 0.0:
             return x
         keep = 1.0 - self.rate
-        mask = torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # one draw per sample
+        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
         return x * mask / keep
 
 
@@ -185,7 +196,9 @@ class MiTBlock(nn.Module):
     Multi-domain models re-weight the Mix-FFN branch output at ``mix_ffn.fc2`` (see
     :meth:`MixTransformer.adapter_sites`)."""
 
-    def __init__(self, channels: int, num_heads: int, sr_ratio: int, mlp_ratio: int, drop_path: float, eps: float):
+    def __init__(
+        self, channels: int, num_heads: int, sr_ratio: int, mlp_ratio: int, drop_path: float, eps: float
+    ):
         super().__init__()
         self.attn_norm = nn.LayerNorm(channels, eps=eps)
         self.attention = EfficientSelfAttention(channels, num_heads, sr_ratio, eps)
@@ -208,7 +221,9 @@ class MiTStage(nn.Module):
             in_channels, channels, config.patch_sizes[index], config.strides[index], eps
         )
         self.blocks = nn.ModuleList(
-            MiTBlock(channels, config.num_heads[index], config.sr_ratios[index], config.mlp_ratios[index], rate, eps)
+            MiTBlock(
+                channels, config.num_heads[index], config.sr_ratios[index], config.mlp_ratios[index], rate, eps
+            )
             for rate in drop_paths
         )
         self.norm = nn.LayerNorm(channels, eps=eps)
@@ -360,7 +375,12 @@ _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(SegFormerConfig))
 @register_model(
     "segformer_b0",
     # HF's test config: hidden sizes 8/8/16/16, one block per stage, heads 1/1/2/2.
-    tiny={"hidden_sizes": [8, 8, 16, 16], "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2], "decoder_channels": 16},
+    tiny={
+        "hidden_sizes": [8, 8, 16, 16],
+        "depths": [1, 1, 1, 1],
+        "num_heads": [1, 1, 2, 2],
+        "decoder_channels": 16,
+    },
 )
 def segformer_b0(
     *,
@@ -373,9 +393,13 @@ def segformer_b0(
     :class:`SegFormerConfig` (e.g. ``hidden_sizes=[8, 8, 16, 16]`` for a tiny test model)."""
     unknown = sorted(set(config_overrides) - set(_CONFIG_FIELDS))
     if unknown:
-        raise ConfigError(f"segformer_b0: unknown option(s) {unknown}; SegFormerConfig fields are {list(_CONFIG_FIELDS)}")
+        raise ConfigError(
+            f"segformer_b0: unknown option(s) {unknown}; SegFormerConfig fields are {list(_CONFIG_FIELDS)}"
+        )
     config = SegFormerConfig(**config_overrides)
-    return build_segformer(config, name="segformer_b0", num_classes=num_classes, classes=classes, metadata=metadata)
+    return build_segformer(
+        config, name="segformer_b0", num_classes=num_classes, classes=classes, metadata=metadata
+    )
 
 
 __all__ = [
