@@ -233,6 +233,7 @@ class _Run:
         if prefix:
             row["miou"] = float(np.nanmean(mious))
         self.state.history.append(row)
+        self._save_best(row["miou"])
         summary = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.endswith("miou"))
         bar.log(f"step {self.state.step}: {summary}")
 
@@ -248,19 +249,29 @@ class _Run:
 
         self._sync_buffers()
         if self.dist.is_main:
-            latest = self.state.history[-1] if self.state.history else {}
-            extra = {"step": self.state.step, "epoch": self.state.epoch, "metrics": latest,
-                     "train_config": self.cfg.to_dict()}
-            self.written.append(save_checkpoint(self.model, self.out / LAST, extra=extra))
-            miou = latest.get("miou", -math.inf) if latest.get("step") == self.state.step else -math.inf
-            if miou is not None and not math.isnan(miou) and miou > self.state.best_miou:
-                self.state.best_miou = miou
-                self.written.append(save_checkpoint(self.model, self.out / BEST, extra=extra))
+            self.written.append(save_checkpoint(self.model, self.out / LAST, extra=self._extra()))
             # The state last: whatever it records, last.safetensors is at least that new.
             self.written.append(save_train_state(
                 self.out / TRAIN_STATE, model=self.model, optimizer=self.optimizer,
                 scaler_state=self.scaler.state_dict(), state=self.state))
         barrier(self.dist)
+
+    def _save_best(self, miou: float) -> None:
+        """best.safetensors right after an evaluation that beats every earlier one (all ranks
+        hold the same all-reduced mIoU, so they agree on the decision)."""
+        if math.isnan(miou) or miou <= self.state.best_miou:
+            return
+        self.state.best_miou = miou
+        if self.dist.is_main:
+            from edgeseg.checkpoint import save_checkpoint
+
+            self.written.append(save_checkpoint(self.model, self.out / BEST, extra=self._extra()))
+
+    def _extra(self) -> dict[str, Any]:
+        """Training facts stored in the checkpoint header (step, latest metrics, config)."""
+        latest = self.state.history[-1] if self.state.history else {}
+        return {"step": self.state.step, "epoch": self.state.epoch, "metrics": latest,
+                "train_config": self.cfg.to_dict()}
 
     def _resume(self) -> int:
         state, scaler_state = load_train_state(self.out / TRAIN_STATE, model=self.model,
