@@ -88,3 +88,15 @@ def test_checkpoint_round_trip(name, tmp_path):
 def test_unknown_model_lists_known_ones():
     with pytest.raises(ConfigError, match="Known models:.*lraspp"):
         create_model("lraspp_mobilenetv3_larg", num_classes=3)
+
+
+def test_checkpoint_of_model_built_with_metadata(tmp_path):
+    from edgeseg.metadata import ModelMetadata
+
+    meta = ModelMetadata(model="segformer_b0", classes=("road", "car", "person"), input_size=(64, 64))
+    model = create_model("segformer_b0", metadata=meta, **tiny_config("segformer_b0")).eval()
+    loaded = load_model(save_checkpoint(model, tmp_path / "m.safetensors"))
+    assert loaded.metadata.classes == ("road", "car", "person")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), atol=0, rtol=0)

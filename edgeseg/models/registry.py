@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgeseg.errors import ConfigError
+from edgeseg.metadata import ModelMetadata
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 _TINY: dict[str, dict[str, Any]] = {}
@@ -57,13 +58,18 @@ def get_builder(name: str) -> Callable[..., Any]:
 def create_model(name: str, *, num_classes: int | None = None, **cfg: Any):
     """Build a registered model. ``num_classes`` may be left out when ``classes`` is given."""
     builder = get_builder(name)
+    if isinstance(cfg.get("metadata"), dict):  # from a checkpoint's JSON build_config
+        cfg["metadata"] = ModelMetadata.from_dict(cfg["metadata"])
     if num_classes is not None:
         cfg["num_classes"] = num_classes
     try:
         model = builder(**cfg)
     except TypeError as exc:
         raise ConfigError(f"cannot build {name!r} with {sorted(cfg)}: {exc}") from exc
-    model.build_config = dict(cfg)
+    # build_config is saved as JSON in checkpoints: a metadata object is stored as its dict.
+    model.build_config = {
+        k: (v.to_dict() if isinstance(v, ModelMetadata) else v) for k, v in cfg.items()
+    }
     return model
 
 
