@@ -1,0 +1,56 @@
+"""Opening the files under test: status on failure, size on disk, what backend runs them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.errors import EdgesegError
+from edgeseg.validate.gates import CANNOT_RUN_HERE, FAILED_TO_LOAD
+
+
+def file_size(path: Path) -> int:
+    """Bytes on disk of a model file with its companions (OpenVINO .bin, a .mlpackage folder)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    if not path.is_file():
+        return 0
+    size = path.stat().st_size
+    if path.suffix.lower() == ".xml" and path.with_suffix(".bin").is_file():
+        size += path.with_suffix(".bin").stat().st_size
+    return size
+
+
+def backend_of(path: Path) -> str | None:
+    from edgeseg.runtime import SUFFIX_BACKENDS
+
+    return SUFFIX_BACKENDS.get(path.suffix.lower())
+
+
+@dataclass
+class Opened:
+    """A file opened for scoring, or why it could not be (``session`` is None then)."""
+
+    path: Path
+    session: object | None
+    status: str | None  # None when it loaded
+    reason: str = ""
+
+
+def open_file(path: str | Path, threads: int | None) -> Opened:
+    """``edgeseg.runtime.load`` with its failures turned into a status instead of an exception.
+
+    A backend that cannot run on this machine (CoreML off macOS, a library not installed) is
+    "cannot run here"; anything else that stops the file from loading is "failed to load".
+    """
+    from edgeseg.runtime import BackendUnavailableError, load
+
+    path = Path(path)
+    try:
+        return Opened(path, load(path, threads=threads), None)
+    except BackendUnavailableError as exc:
+        return Opened(path, None, CANNOT_RUN_HERE, str(exc))
+    except EdgesegError as exc:
+        return Opened(path, None, FAILED_TO_LOAD, str(exc))
+    except Exception as exc:  # a native library's own error on a broken file
+        return Opened(path, None, FAILED_TO_LOAD, f"{type(exc).__name__}: {exc}")
