@@ -20,7 +20,7 @@ from edgeseg.errors import ConfigError, InputShapeError
 from edgeseg.losses import MixLoss, segmentation_cross_entropy
 from edgeseg.metadata import ModelMetadata, default_classes
 from edgeseg.models import SegmentationModel, create_model, list_models, tiny_config
-from edgeseg.models.domain_attention import DomainAttention, DomainAttentionSite
+from edgeseg.models.domain_attention import DomainAttention, DomainAttentionSite, insert_domain_attention
 from edgeseg.models.multidomain import (
     MultiDomainConfig,
     MultiDomainSegmentationModel,
@@ -194,6 +194,29 @@ def test_domain_attention_sits_at_every_adapter_site():
             for b, a in zip(before, after):
                 assert (b - a).abs().max() > 1e-4
             before = after
+
+
+def test_nested_adapter_sites_are_all_wrapped():
+    class Nested(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.outer = nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1))
+
+        def adapter_sites(self):
+            return [("outer", 4), ("outer.1", 4)]  # an inner branch inside an outer one
+
+    encoder = Nested()
+    assert insert_domain_attention(encoder, num_adapters=2, reduction=1) == 2
+    assert isinstance(encoder.outer, DomainAttentionSite)
+    assert isinstance(encoder.outer[0][1], DomainAttentionSite)
+    assert encoder.outer(torch.randn(1, 4, 8, 8)).shape == (1, 4, 8, 8)
+
+    class NoSites(nn.Module):
+        def adapter_sites(self):
+            return []
+
+    with pytest.raises(ConfigError, match="no residual branches.*with_domain_attention=False"):
+        insert_domain_attention(NoSites(), num_adapters=1, reduction=1)
 
 
 def test_without_domain_attention_keeps_the_plain_encoder():
