@@ -459,7 +459,7 @@ class MobileFormerEncoder(nn.Module):
         self.tokens = nn.Parameter(torch.randn(cfg.num_tokens, cfg.token_dim))  # Z0, random init
         stem = cfg.channels(cfg.stem_channels)
         self.stem = ConvBNAct(3, stem, 3, stride=2, activation=nn.ReLU6)
-        blocks, channels, stride, taps = [], [], 2, {}
+        blocks, stride, taps = [], 2, {}
         cin = stem
         for i, row in enumerate(cfg.blocks):
             cout = cfg.channels(row.out)
