@@ -1,0 +1,101 @@
+"""``write_report``: the run as JSON (versioned schema), a Markdown table and an HTML page,
+written together and atomically (all three appear, or none)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.fileio import atomic_outputs
+from edgeseg.validate.bench import BenchRun
+from edgeseg.validate.environment import environment
+from edgeseg.validate.errors import ValidationSetupError
+from edgeseg.validate.results import ValidationRun
+from edgeseg.validate.tables import (
+    Table, accuracy_table, class_delta_tables, environment_lines, latency_table, reasons,
+)
+
+SCHEMA = "edgeseg.validate.report"
+# Bump when a field changes meaning or is removed; adding fields keeps the version.
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    json: Path
+    markdown: Path
+    html: Path
+
+
+def report_dict(validation: ValidationRun | None, timing: BenchRun | None) -> dict:
+    env = timing.environment if timing else environment()
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "environment": env,
+        "validation": validation.to_dict() if validation else None,
+        "bench": timing.to_dict() if timing else None,
+    }
+
+
+def _markdown_table(table: Table) -> list[str]:
+    headers, rows = table
+    escape = lambda text: text.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(escape, headers)) + " |", "|" + "---|" * len(headers)]
+    return lines + ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
+
+
+def render_markdown(validation: ValidationRun | None, timing: BenchRun | None, env: dict) -> str:
+    lines = ["# edgeseg validation report", ""] + [f"- {line}" for line in environment_lines(env)] + [""]
+    if validation is not None:
+        g = validation.gates
+        lines += [
+            f"## Accuracy: {'PASSED' if validation.passed else 'NOT PASSED'}", "",
+            f"Reference `{validation.reference_path}`, data {', '.join(validation.data)}, "
+            f"{'all' if validation.limit is None else validation.limit} images per domain. Gates: mIoU drop "
+            f"<= {g.max_miou_drop:g} points{' (also per class)' if g.per_class_gate else ''}, "
+            f"pixel agreement with the reference >= {g.min_agreement:.4%}.", "",
+        ]
+        lines += _markdown_table(accuracy_table(validation)) + [""]
+        lines += [f"- **{n}** ({s}): {r}" for n, s, r in reasons(validation)]
+        for domain, table in class_delta_tables(validation).items():
+            lines += ["", f"### Per-class IoU{f' ({domain})' if domain else ''}", ""] + _markdown_table(table)
+        lines.append("")
+    if timing is not None:
+        lines += [
+            "## Latency", "",
+            f"{timing.warmup} warm-up + {timing.runs} timed runs per file, interleaved round robin; "
+            f"image: {timing.image}. Cold start and peak RSS: a fresh process per file (import + load + "
+            "first predict).", "",
+        ]
+        lines += _markdown_table(latency_table(timing)) + [""]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    out_dir: str | os.PathLike[str],
+    *,
+    validation: ValidationRun | None = None,
+    bench: BenchRun | None = None,
+    name: str = "report",
+) -> ReportFiles:
+    """Write ``<out_dir>/<name>.json``, ``.md`` and ``.html``; all or none appear."""
+    if validation is None and bench is None:
+        raise ValidationSetupError("write_report needs a validation run, a bench run, or both")
+    from edgeseg.validate.html import render_html
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValidationSetupError(f"--report {out} is a file; give a folder for the report")
+    data = report_dict(validation, bench)
+    env = data["environment"]
+    page = render_html(validation, bench, env)  # draw before writing: a plot error leaves no file
+    text = render_markdown(validation, bench, env)
+    files = ReportFiles(out / f"{name}.json", out / f"{name}.md", out / f"{name}.html")
+    with atomic_outputs(files.json, files.markdown, files.html) as (json_tmp, md_tmp, html_tmp):
+        json_tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        md_tmp.write_text(text, encoding="utf-8")
+        html_tmp.write_text(page, encoding="utf-8")
+    return files
