@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "models": "edgeseg.cli.models:models",
     "convert": "edgeseg.cli.convert:convert",
     "train": "edgeseg.cli.train:train",
+    "validate": "edgeseg.cli.validate:validate",
+    "bench": "edgeseg.cli.bench:bench",
 }
 
 

@@ -47,30 +47,38 @@ def _markdown_table(table: Table) -> list[str]:
     return lines + ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
 
 
+def accuracy_markdown(validation: ValidationRun) -> list[str]:
+    g = validation.gates
+    lines = [
+        f"## Accuracy: {'PASSED' if validation.passed else 'NOT PASSED'}", "",
+        f"Reference `{validation.reference_path}`, data {', '.join(validation.data)}, "
+        f"{'all' if validation.limit is None else validation.limit} images per domain. Gates: mIoU drop "
+        f"<= {g.max_miou_drop:g} points{' (also per class)' if g.per_class_gate else ''}, "
+        f"pixel agreement with the reference >= {g.min_agreement:.4%}.", "",
+    ]
+    lines += _markdown_table(accuracy_table(validation)) + [""]
+    lines += [f"- **{n}** ({s}): {r}" for n, s, r in reasons(validation)]
+    for domain, table in class_delta_tables(validation).items():
+        lines += ["", f"### Per-class IoU{f' ({domain})' if domain else ''}", ""] + _markdown_table(table)
+    return lines + [""]
+
+
+def latency_markdown(timing: BenchRun) -> list[str]:
+    lines = [
+        "## Latency", "",
+        f"{timing.warmup} warm-up + {timing.runs} timed runs per file, interleaved round robin; "
+        f"image: {timing.image}. Cold start and peak RSS: a fresh process per file (import + load + "
+        "first predict).", "",
+    ]
+    return lines + _markdown_table(latency_table(timing)) + [""]
+
+
 def render_markdown(validation: ValidationRun | None, timing: BenchRun | None, env: dict) -> str:
     lines = ["# edgeseg validation report", ""] + [f"- {line}" for line in environment_lines(env)] + [""]
     if validation is not None:
-        g = validation.gates
-        lines += [
-            f"## Accuracy: {'PASSED' if validation.passed else 'NOT PASSED'}", "",
-            f"Reference `{validation.reference_path}`, data {', '.join(validation.data)}, "
-            f"{'all' if validation.limit is None else validation.limit} images per domain. Gates: mIoU drop "
-            f"<= {g.max_miou_drop:g} points{' (also per class)' if g.per_class_gate else ''}, "
-            f"pixel agreement with the reference >= {g.min_agreement:.4%}.", "",
-        ]
-        lines += _markdown_table(accuracy_table(validation)) + [""]
-        lines += [f"- **{n}** ({s}): {r}" for n, s, r in reasons(validation)]
-        for domain, table in class_delta_tables(validation).items():
-            lines += ["", f"### Per-class IoU{f' ({domain})' if domain else ''}", ""] + _markdown_table(table)
-        lines.append("")
+        lines += accuracy_markdown(validation)
     if timing is not None:
-        lines += [
-            "## Latency", "",
-            f"{timing.warmup} warm-up + {timing.runs} timed runs per file, interleaved round robin; "
-            f"image: {timing.image}. Cold start and peak RSS: a fresh process per file (import + load + "
-            "first predict).", "",
-        ]
-        lines += _markdown_table(latency_table(timing)) + [""]
+        lines += latency_markdown(timing)
     return "\n".join(lines) + "\n"
 
 
