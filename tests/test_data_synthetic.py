@@ -55,17 +55,24 @@ def test_label_space_domain_has_its_own_coarser_classes():
     assert coarse[0].mask.max() < len(COARSE_CLASSES)
 
 
-def _stats(domain: str) -> tuple[float, float]:
+def _stats(domain: str) -> dict[str, float]:
     ds = SyntheticDataset(domain, "val", size=SIZE, length=6)
     images = np.stack([ds[i].image for i in range(len(ds))]).astype(np.float32)
-    return images.mean(), images.std(axis=(1, 2, 3)).mean()
+    return {
+        "brightness": images.mean(),
+        "saturation": (images.max(-1) - images.min(-1)).mean(),
+        "local_contrast": np.abs(np.diff(images, axis=2)).mean(),
+        "warmth": images[..., 0].mean() - images[..., 2].mean(),
+    }
 
 
 def test_domains_differ_in_appearance_statistics():
-    day, night, fog = _stats("day"), _stats("night"), _stats("fog")
-    assert night[0] < 0.6 * day[0], "night is darker than day"
-    assert fog[0] > day[0], "fog washes the scene out towards a bright fog colour"
-    assert fog[1] < 0.85 * day[1], "fog lowers contrast"
+    day, night, fog, dusk = _stats("day"), _stats("night"), _stats("fog"), _stats("coarse")
+    assert night["brightness"] < 0.6 * day["brightness"], "night is darker than day"
+    assert fog["brightness"] > day["brightness"], "fog washes the scene out towards a bright fog colour"
+    assert fog["saturation"] < 0.7 * day["saturation"], "fog greys colours out"
+    assert fog["local_contrast"] < 0.75 * day["local_contrast"], "fog hides texture and edges"
+    assert dusk["warmth"] > day["warmth"] + 15, "the coarse domain is lit by a warm dusk light"
 
 
 def test_colour_alone_does_not_solve_the_dataset():
