@@ -113,6 +113,31 @@ def test_torch_dataset_batches_and_reseeds_per_process():
     assert images.shape == (4, 3, 24, 32) and masks.shape == (4, 24, 32) and masks.dtype == torch.int64
 
 
+class _SameSample:
+    """Every index is the same picture, so only the augmentation can make items differ."""
+
+    def __init__(self, sample: Sample, length: int):
+        self.sample, self.length = sample, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.sample
+
+
+def test_dataloader_workers_draw_different_augmentations():
+    torch = pytest.importorskip("torch")
+    from edgeseg.data import TorchDataset
+
+    data = TorchDataset(_SameSample(_blocky_sample(), 4), TrainTransform((32, 48)))
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(data, batch_size=1, num_workers=2)
+    items = [image[0] for image, _ in loader]  # worker 0 makes items 0 and 2, worker 1 items 1 and 3
+    assert not torch.equal(items[0], items[1]), "two workers must not repeat each other's augmentation"
+    assert not torch.equal(items[0], items[2])
+
+
 def test_bad_transform_settings_are_errors():
     with pytest.raises(ConfigError, match="height, width"):
         TrainTransform((0, 10))

@@ -61,10 +61,15 @@ class _ProcessRng:
         self.seed, self.rng = None, None
 
     def get(self) -> np.random.Generator:
-        import torch
-
-        seed = torch.initial_seed()
-        if self.rng is None or seed != self.seed:
+        try:
+            import torch
+        except ImportError:  # numpy-only use: one unseeded stream per process
+            seed = -1
+        else:
+            seed = torch.initial_seed()
+        if seed == -1 and self.rng is None:
+            self.seed, self.rng = seed, np.random.default_rng()
+        elif self.rng is None or seed != self.seed:
             self.seed, self.rng = seed, np.random.default_rng(seed)
         return self.rng
 
