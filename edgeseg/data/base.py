@@ -90,8 +90,8 @@ class SegmentationDataset:
     def validate(self) -> ValidationReport:
         """Read every mask and report values outside the class list (and pixels per class).
 
-        Loaders that map raw ids override :meth:`_raw_label_problem`; this default checks the
-        train-id masks that :meth:`__getitem__` returns.
+        File-backed loaders override :meth:`_label_problem` to read only the masks; this default
+        checks the train-id masks that :meth:`__getitem__` returns.
         """
         counts = np.zeros(self.num_classes, dtype=np.int64)
         report = ValidationReport(self.name, len(self))

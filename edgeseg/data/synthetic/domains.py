@@ -42,11 +42,29 @@ class DomainStyle:
     lamps: bool  # street-lamp and headlight glows added on top
 
 
+NO_FOG = (1e6, 1e6)  # visibility so far that the fog step is skipped
+
 DOMAIN_STYLES = {
-    "day": DomainStyle("day", False, (0.85, 1.15), 0.08, 0.0, "day", True, (1e6, 1e6), (0, 0), (2, 6), 0.0, False),
-    "night": DomainStyle("night", False, (0.15, 0.32), 0.25, 0.6, "night", False, (150, 400), (20, 40), (6, 12), 0.35, True),
-    "fog": DomainStyle("fog", False, (0.8, 1.0), 0.05, -0.2, "fog", False, (10, 30), (170, 225), (3, 7), 0.0, False),
-    "coarse": DomainStyle("coarse", True, (0.5, 0.8), 0.3, 0.8, "dusk", True, (300, 900), (150, 200), (3, 8), 0.2, False),
+    "day": DomainStyle(
+        name="day", coarse_labels=False, light=(0.85, 1.15), tint_strength=0.08, warm_bias=0.0,
+        sky="day", shadows=True, visibility_m=NO_FOG, fog_level=(0, 0), noise_sigma=(2, 6),
+        lit_windows=0.0, lamps=False,
+    ),
+    "night": DomainStyle(
+        name="night", coarse_labels=False, light=(0.15, 0.32), tint_strength=0.25, warm_bias=0.6,
+        sky="night", shadows=False, visibility_m=(150, 400), fog_level=(20, 40), noise_sigma=(6, 12),
+        lit_windows=0.35, lamps=True,
+    ),
+    "fog": DomainStyle(
+        name="fog", coarse_labels=False, light=(0.8, 1.0), tint_strength=0.05, warm_bias=-0.2,
+        sky="fog", shadows=False, visibility_m=(10, 30), fog_level=(170, 225), noise_sigma=(3, 7),
+        lit_windows=0.0, lamps=False,
+    ),
+    "coarse": DomainStyle(
+        name="coarse", coarse_labels=True, light=(0.5, 0.8), tint_strength=0.3, warm_bias=0.8,
+        sky="dusk", shadows=True, visibility_m=(300, 900), fog_level=(150, 200), noise_sigma=(3, 8),
+        lit_windows=0.2, lamps=False,
+    ),
 }
 SYNTHETIC_DOMAINS = tuple(DOMAIN_STYLES)
 

@@ -62,9 +62,6 @@ class Painter:
         out[..., 1] = self.horizon * (1 << SUBPIXEL_BITS) + (CAMERA_HEIGHT_M - y) * scale
         return out
 
-    def pixels(self, metres: float, z: float) -> float:
-        return self.focal * metres / z
-
     def fill(self, polys: list[np.ndarray], label: int, colour, material: int, depth: float | None, emissive: bool = False) -> None:
         """Fill polygons of one class; ``depth=None`` keeps the ground plane's per-row depth."""
         cv2, c, s = self.cv2, self.canvas, SUBPIXEL_BITS
@@ -184,7 +181,7 @@ def _paint_facades(p: Painter, rng, side_x: float, direction: float, style: Doma
         colour = _building_colour(rng)
         p.fill([p.side_rect(x, z, z + length, 0, height)], BUILDING, colour, BRICK, z + length / 2)
         if z < 70:
-            _paint_windows(p, rng, x, z, length, height, colour, style)
+            _paint_windows(p, rng, x, z, length, height, style)
         z += length
     # a skyline across the far end of the street
     for _ in range(rng.integers(2, 6)):
@@ -204,7 +201,7 @@ def _building_colour(rng) -> tuple[int, int, int]:
     return random_colour(rng, (0.08, 0.4), (0.05, 0.5), (0.2, 0.6))  # greenish/olive like foliage
 
 
-def _paint_windows(p: Painter, rng, x: float, z0: float, length: float, height: float, colour, style) -> None:
+def _paint_windows(p: Painter, rng, x: float, z0: float, length: float, height: float, style: DomainStyle) -> None:
     """All windows of a facade in one projection and at most two fills (dark glass, lit)."""
     glass = random_colour(rng, (0.5, 0.7), (0.1, 0.5), (0.05, 0.35))
     spacing, win_w = rng.uniform(2.2, 4.0), rng.uniform(0.8, 1.6)
