@@ -70,7 +70,8 @@ def read_metadata(backend: Backend) -> ModelMetadata:
     if text is not None:
         try:
             return ModelMetadata.from_json(text)
-        except (MetadataConfigError, TypeError, KeyError) as exc:
+        except (MetadataConfigError, TypeError, KeyError, ValueError, AttributeError) as exc:
+            # from_dict on damaged JSON can fail on any field
             raise ModelFileError(
                 f"{backend.path}: its edgeseg metadata is invalid ({exc}); convert the model again"
             ) from exc

@@ -95,7 +95,15 @@ class TfliteBackend(Backend):
                 f"{self.path}: the TFLite metadata table is unreadable ({exc}); convert the model again"
             ) from exc
         value = entries.get(METADATA_KEY)
-        return None if value is None else bytes(value).decode("utf-8")
+        if value is None:
+            return None
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ModelFileError(
+                f"{self.path}: the edgeseg metadata is not UTF-8 text ({exc}); the file is "
+                "corrupted: convert the model again"
+            ) from exc
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         self._interpreter.set_tensor(self._input_index, tensor)
