@@ -130,7 +130,7 @@ def test_multidomain_step_is_the_sum_of_domain_cross_entropies(tmp_path):
     # One SGD step of the trainer equals a hand-written MixLoss step: each domain's batch through
     # the shared encoder and its own head, CEs summed, one backward. "coarse" has other classes.
     cfg = tiny_cfg(tmp_path, model=MULTI, model_options=tiny_config(MULTI), data=("synthetic:day", "synthetic:coarse"),
-                   iters=1, momentum=0.0, weight_decay=0.0, lr=0.1, schedule="poly")
+                   iters=1, momentum=0.0, weight_decay=0.0, lr=0.1, schedule="poly", bn_momentum=None)
     result = train(cfg, progress=False)
 
     from edgeseg.data.transforms import TrainTransform
@@ -186,6 +186,10 @@ def test_errors_name_the_problem_and_the_fix(tmp_path):
         train(tiny_cfg(tmp_path, data=(f"folder:{empty}",), data_options={}), progress=False)
     with pytest.raises(ConfigError, match="8 training samples cannot fill one batch of 16"):
         train(tiny_cfg(tmp_path, batch_size=16), progress=False)
+    done = tiny_cfg(tmp_path, out=str(tmp_path / "done"), iters=1)
+    train(done, progress=False)
+    with pytest.raises(ConfigError, match="already holds a training run.*--resume"):
+        train(done, progress=False)
     with pytest.raises(Exception, match="cannot resume"):
         train(tiny_cfg(tmp_path, out=str(tmp_path / "never_ran")), resume=True, progress=False)
 

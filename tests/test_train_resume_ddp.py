@@ -62,7 +62,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     assert read_checkpoint_header(killed_dir / LAST)[0]["extra"]["step"] == 4
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "edgeseg", "train", "--config", str(cfg_file), "--resume", "--no-progress"],
+        [sys.executable, "-m", "edgeseg", "train", "--resume", "--out", str(killed_dir), "--no-progress"],
         env=_env(), capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "for 12 steps" in resumed.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -46,7 +47,7 @@ def train(
     out: Optional[str] = typer.Option(None, "--out", help="Output directory."),  # noqa: UP007
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1."),  # noqa: UP007
     amp: Optional[str] = typer.Option(None, "--amp", help="auto (bf16/fp16 on CUDA, off on CPU), off, bf16, fp16."),  # noqa: UP007
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its config.yaml unless --config)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Train a segmentation model; writes last/best.safetensors, train_state and metrics.csv to --out.
@@ -70,6 +71,12 @@ def train(
         given["iters"] = None  # --epochs replaces iterations set in the config file
     if iters is not None and epochs is None:
         given["epochs"] = None
+    if resume and not config and out:
+        # `--resume --out DIR` alone continues DIR's run with the config it saved.
+        saved = Path(out) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"cannot resume: {saved} does not exist; is {out} the output directory of a run?")
+        config = str(saved)
     cfg = TrainConfig.from_yaml(config, **given) if config else TrainConfig.from_dict(given)
     result = run_training(cfg, resume=resume, progress=progress)
     final = result.final_metrics

@@ -65,7 +65,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     """
     dist_info = init_distributed(_device_type(cfg.device))
     try:
-        return _Run(cfg, dist_info, progress=progress).run(resume=resume, on_step_end=on_step_end)
+        return _Run(cfg, dist_info, progress=progress, resume=resume).run(on_step_end=on_step_end)
     finally:
         shutdown_distributed(dist_info)
 
@@ -83,7 +83,7 @@ def _seed_everything(seed: int) -> None:
 
 
 class _Run:
-    def __init__(self, cfg: TrainConfig, dist_info: DistInfo, *, progress: bool) -> None:
+    def __init__(self, cfg: TrainConfig, dist_info: DistInfo, *, progress: bool, resume: bool) -> None:
         from edgeseg.data.transforms import EvalTransform, TrainTransform
         from edgeseg.losses import MixLoss
 
@@ -93,8 +93,16 @@ class _Run:
         self.setup: DeviceSetup = resolve_device(cfg.device, amp=cfg.amp, channels_last=cfg.channels_last,
                                                  local_rank=dist_info.local_rank)
         self.out = cfg.out_dir
+        self.resume = resume
         if dist_info.is_main:
             _check_writable(self.out)
+        # Rank 0 decides (other nodes may not share its disk), everyone raises together.
+        holds_run = broadcast_flag((self.out / TRAIN_STATE).exists(), dist_info, self.setup.device)
+        if holds_run and not resume:
+            raise ConfigError(
+                f"{self.out} already holds a training run ({TRAIN_STATE}); continue it with --resume, "
+                "or train into a new --out directory (or delete the old one)"
+            )
         _seed_everything(cfg.seed)
         self.domains: list[DomainData] = build_domains(
             cfg.data, train_split=cfg.train_split, val_split=cfg.val_split, options=cfg.data_options)
@@ -103,8 +111,12 @@ class _Run:
         self.model = build_model(cfg.model, cfg.model_options, self.domains, cfg.size).to(self.setup.device)
         if self.setup.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.bn_momentum is not None:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.momentum = cfg.bn_momentum
         mean, std = self.model.metadata.mean, self.model.metadata.std
-        self.train_transform = TrainTransform(cfg.size, mean, std)
+        self.train_transform = TrainTransform(cfg.size, mean, std, scale=cfg.scale_range)
         self.eval_transform = EvalTransform(cfg.size, mean, std)
         self.optimizer = build_optimizer(self.model.parameters(), name=cfg.optimizer, lr=cfg.lr,
                                          momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -124,9 +136,9 @@ class _Run:
         self.written: list[Path] = []
 
     # --- the loop ----------------------------------------------------------------------------
-    def run(self, *, resume: bool, on_step_end: Callable[[int], None] | None) -> TrainResult:
+    def run(self, *, on_step_end: Callable[[int], None] | None) -> TrainResult:
         cfg = self.cfg
-        resumed_from = self._resume() if resume else None
+        resumed_from = self._resume() if self.resume else None
         if self.dist.is_main:
             write_text_atomic(self.out / "config.yaml", cfg.to_yaml())
         streams = [iter(self._train_loader(d)) for d in self.domains]
