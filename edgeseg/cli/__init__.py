@@ -21,10 +21,12 @@ app = typer.Typer(
 # command name -> "module:function" (one line per command; the module is imported on use).
 COMMANDS: dict[str, str] = {
     "models": "edgeseg.cli.models:models",
+    "predict": "edgeseg.cli.predict:predict",
     "convert": "edgeseg.cli.convert:convert",
     "train": "edgeseg.cli.train:train",
     "validate": "edgeseg.cli.validate:validate",
     "bench": "edgeseg.cli.bench:bench",
+    "demo": "edgeseg.cli.demo:demo",
 }
 
 
