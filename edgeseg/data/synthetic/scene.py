@@ -226,14 +226,14 @@ def _street_objects(rng, x0: float, x1: float, walk_w: float) -> list:
     # Depth ranges stop where an object would shrink to a few pixels at 128 x 256: such specks
     # teach nothing and make the small classes' IoU a lottery.
     for _ in range(rng.integers(2, 7)):
-        z = rng.uniform(4, 55)
+        z = rng.uniform(4, 45)
         lane_x = rng.uniform(x0 + 1.2, x1 - 1.2)
         objects.append((z, _draw_vehicle_rear, (lane_x, z)))
     for _ in range(rng.integers(0, 3)):  # parked cars seen from the side along the curb
         z = rng.uniform(4, 40)
         objects.append((z, _draw_vehicle_side, (rng.choice([x0 + 1.0, x1 - 1.0]), z)))
-    for _ in range(rng.integers(1, 6)):
-        z = rng.uniform(3, 30)
+    for _ in range(rng.integers(1, 7)):
+        z = rng.uniform(3, 25)
         if rng.random() < 0.8:
             side = rng.choice([-1, 1])
             x = (x0 - rng.uniform(0.3, walk_w - 0.3)) if side < 0 else (x1 + rng.uniform(0.3, walk_w - 0.3))
@@ -241,7 +241,7 @@ def _street_objects(rng, x0: float, x1: float, walk_w: float) -> list:
             x = rng.uniform(x0, x1)
         objects.append((z, _draw_person, (x, z)))
     for _ in range(rng.integers(2, 6)):
-        z = rng.uniform(3, 35)
+        z = rng.uniform(3, 30)
         x = rng.choice([x0 - 0.4, x1 + 0.4])
         objects.append((z, _draw_pole, (x, z, rng.random() < 0.7)))
     for _ in range(rng.integers(2, 7)):
@@ -308,13 +308,13 @@ def _draw_person(p: Painter, rng, style: DomainStyle, x: float, z: float) -> Non
 
 
 def _draw_pole(p: Painter, rng, style: DomainStyle, x: float, z: float, with_sign: bool) -> None:
-    h, w = rng.uniform(3.5, 7.0), rng.uniform(0.25, 0.45)
+    h, w = rng.uniform(3.5, 7.0), rng.uniform(0.3, 0.5)
     colour = random_colour(rng, (0, 1), (0, 0.3), (0.15, 0.75))
     p.fill([p.upright_rect(x - w / 2, x + w / 2, 0, h, z)], POLE, colour, SMOOTH, z)
     if style.lamps and rng.random() < 0.6:
         p.recolour([p.upright_rect(x - w, x + w, h - 0.25, h, z)], (255, 220, 150), emissive=True)
     if with_sign:
-        size, cy = rng.uniform(0.7, 1.1), rng.uniform(2.0, min(h, 3.2))
+        size, cy = rng.uniform(0.8, 1.3), rng.uniform(2.0, min(h, 3.2))
         shape = rng.integers(3)
         if shape == 0:
             plate = p.upright_rect(x - size / 2, x + size / 2, cy - size / 2, cy + size / 2, z)
