@@ -26,7 +26,6 @@ COMMANDS: dict[str, str] = {
     "train": "edgeseg.cli.train:train",
     "validate": "edgeseg.cli.validate:validate",
     "bench": "edgeseg.cli.bench:bench",
-    "demo": "edgeseg.cli.demo:demo",
 }
 
 
