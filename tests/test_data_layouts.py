@@ -135,8 +135,10 @@ def test_folder_dataset_reads_colour_masks_through_the_palette(tmp_path):
     Image.fromarray(colours).save(tmp_path / "images/x.png")
     Image.fromarray(colours).save(tmp_path / "masks/x.png")
     ds = build_dataset(f"folder:{tmp_path}", on_bad_labels="ignore")
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match=str(0x090909)):
         assert ds[0].mask[0].tolist() == [0, 1, 255, 255]  # black = unlabeled, (9,9,9) = unknown
+    with pytest.warns(UserWarning, match="not held out"):  # a flat folder has no separate val split
+        assert len(build_dataset(f"folder:{tmp_path}", "val")) == 1
 
 
 def test_write_folder_round_trips_exactly(tmp_path):

@@ -11,6 +11,7 @@ Layout (split subfolders are optional; without them the same files serve every s
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,12 @@ def load_folder(root: str | Path, split: str = "train", on_bad_labels: str = "er
     if (image_dir / split).is_dir() or (mask_dir / split).is_dir():
         image_dir = require_dir(image_dir / split, LAYOUT)
         mask_dir = require_dir(mask_dir / split, LAYOUT)
+    elif split != "train":
+        warnings.warn(
+            f"{root} has no images/{split}/ folder: split {split!r} uses the same files as every "
+            "other split, so its scores are not held out; add images/<split>/ and masks/<split>/",
+            stacklevel=2,
+        )
     pairs = pair_files(list_files(image_dir, IMAGE_SUFFIXES), list_files(mask_dir, (".png",)), LAYOUT)
     mapping = LabelMapping.identity(len(classes))
     return FolderDataset(f"folder:{root.name}", classes, palette, pairs, mapping, on_bad_labels)
