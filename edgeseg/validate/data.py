@@ -3,7 +3,7 @@
 A spec is a ``build_dataset`` spec with an optional split at the end (default ``val``):
 ``synthetic:val``, ``synthetic:night:val``, ``folder:/data/street``, ``cityscapes:/data/cs:val``.
 Multi-domain files take one spec per domain as ``DOMAIN=SPEC``; a bare ``synthetic`` spec serves
-every domain named like a synthetic domain (``day``, ``night``, ``fog``, ``coarse``).
+every domain named like a synthetic domain (``night`` or ``synthetic_night`` for ``synthetic:night``).
 """
 
 from __future__ import annotations
@@ -92,8 +92,16 @@ class DataResolver:
             )
         spec = generic[0]
         if domain is not None and spec.spec == "synthetic":
-            from edgeseg.data.synthetic import SYNTHETIC_DOMAINS
-
-            if domain in SYNTHETIC_DOMAINS:
-                return DataSpec(domain, f"synthetic:{domain}", spec.split)
+            synthetic = _synthetic_domain(domain)
+            if synthetic is not None:
+                return DataSpec(domain, f"synthetic:{synthetic}", spec.split)
         return spec
+
+
+def _synthetic_domain(domain: str) -> str | None:
+    """The synthetic domain a head is named after: ``night``, or ``synthetic_night`` (the name
+    training gives the head of the dataset ``synthetic:night``)."""
+    from edgeseg.data.synthetic import SYNTHETIC_DOMAINS
+
+    name = domain.removeprefix("synthetic_")
+    return name if name in SYNTHETIC_DOMAINS else None

@@ -1,0 +1,133 @@
+"""Trained synthetic models -> every target and precision -> validated and benched in one run.
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/validate_zoo.py [--checkpoint PATH ...]
+
+Checkpoints default to the ones benchmarks/train_synthetic.py writes. Each is converted with
+edgeseg.converters to every (target, precision) in the converters' target table (conversions are
+cached under runs/validate_zoo/ and redone when the checkpoint is newer), then every file and the
+checkpoint itself are scored by edgeseg.validate against the PyTorch reference on the same
+synthetic validation images, and timed round robin on one thread.
+
+Writes benchmarks/results/validate_zoo.{md,json} (all models) and, per model,
+benchmarks/results/validate_zoo_<name>.{md,json,html} (the harness's own report with plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CACHE = ROOT / "runs" / "validate_zoo"
+DEFAULT_CHECKPOINTS = (
+    "runs/bench_train_synthetic/lraspp_small/best.safetensors",
+    "runs/bench_train_synthetic/multidomain/best.safetensors",
+)
+
+
+def convert_everywhere(checkpoint: Path, label: str) -> tuple[list[dict], list[Path]]:
+    """One file per (target, precision) the converters accept; a failure is a row, not a stop."""
+    from edgeseg.converters import TARGETS, convert
+    from edgeseg.errors import EdgesegError
+
+    rows, files = [], []
+    for target, spec in TARGETS.items():
+        for precision in spec.precisions:
+            dest = CACHE / label / f"{label}_{precision}{spec.suffixes[0]}"
+            row = {"target": target, "precision": precision, "file": dest.name}
+            if dest.exists() and dest.stat().st_mtime > checkpoint.stat().st_mtime:
+                row.update(result="reused (newer than the checkpoint)", seconds=None)
+            else:
+                start = time.perf_counter()
+                try:
+                    convert(checkpoint, target, precision=precision, out=dest)
+                    row["result"] = "converted and verified by the converter"
+                except EdgesegError as exc:
+                    row["result"] = f"conversion failed: {type(exc).__name__}: {str(exc)[:300]}"
+                row["seconds"] = round(time.perf_counter() - start, 1)
+            print(f"[{label}] {target} {precision}: {row['result']} ({row['seconds']} s)", flush=True)
+            rows.append(row)
+            if dest.exists():
+                files.append(dest)
+    return rows, files
+
+
+def conversions_markdown(rows: list[dict]) -> list[str]:
+    lines = ["| target | precision | file | conversion | seconds |", "|---|---|---|---|---|"]
+    for r in rows:
+        seconds = "cached" if r["seconds"] is None else f"{r['seconds']:.1f}"
+        lines.append(f"| {r['target']} | {r['precision']} | {r['file']} | {r['result']} | {seconds} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", action="append", help="edgeseg .safetensors checkpoint (repeat)")
+    parser.add_argument("--limit", type=int, default=50, help="validation images per domain")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per file")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    from edgeseg.checkpoint import read_checkpoint_header
+    from edgeseg.validate import validate
+    from edgeseg.validate.bench import bench
+    from edgeseg.validate.report import SCHEMA_VERSION, accuracy_markdown, latency_markdown, report_dict, write_report
+    from edgeseg.validate.tables import environment_lines
+
+    checkpoints = [ROOT / c for c in (args.checkpoint or DEFAULT_CHECKPOINTS)]
+    missing = [str(c) for c in checkpoints if not c.is_file()]
+    if missing:
+        print(f"missing checkpoints {missing}: run benchmarks/train_synthetic.py first, or pass --checkpoint", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    summary = {"schema": "edgeseg.benchmarks.validate_zoo", "schema_version": SCHEMA_VERSION,
+               "command": "OMP_NUM_THREADS=1 nice -n 10 python benchmarks/validate_zoo.py " + " ".join(argv or sys.argv[1:]),
+               "limit": args.limit, "runs": args.runs, "warmup": args.warmup, "threads": args.threads, "models": []}
+    markdown = ["# Validation zoo: every target and precision vs the PyTorch reference", ""]
+    environment = None
+    for checkpoint in checkpoints:
+        header, metadata = read_checkpoint_header(checkpoint)
+        label = checkpoint.parent.name
+        rows, files = convert_everywhere(checkpoint, label)
+        run = validate(
+            files + [checkpoint], checkpoint, "synthetic:val", limit=args.limit,
+            data_options={"size": metadata.input_size}, threads=args.threads, progress=print,
+        )
+        timing = bench([checkpoint] + files, threads=args.threads, warmup=args.warmup, runs=args.runs, progress=print)
+        environment = timing.environment
+        written = write_report(RESULTS, validation=run, bench=timing, name=f"validate_zoo_{label}")
+        summary["models"].append({
+            "checkpoint": str(checkpoint.relative_to(ROOT)), "model": header["model"],
+            "input_size": list(metadata.input_size), "domains": [d.name for d in metadata.domains],
+            "conversions": rows, "report": report_dict(run, timing),
+        })
+        markdown += [
+            f"## `{label}`: {header['model']} at {metadata.input_size[0]}x{metadata.input_size[1]}", "",
+            f"Checkpoint `{checkpoint.relative_to(ROOT)}`; full report with plots: `{written.html.name}`.", "",
+            "### Conversions", "", *conversions_markdown(rows), "",
+            *["#" + line if line.startswith("## ") else line for line in accuracy_markdown(run)],
+            *["#" + line if line.startswith("## ") else line for line in latency_markdown(timing)],
+        ]
+    intro = [f"- {line}" for line in environment_lines(environment)] + [
+        f"- command: `{summary['command'].strip()}`; {args.limit} synthetic val images per domain at each "
+        f"checkpoint's input size; {args.warmup} warm-up + {args.runs} timed runs, {args.threads} thread(s), "
+        f"round robin; total {(time.perf_counter() - started) / 60:.1f} min",
+        "- The machine is shared (2 cores, other jobs running): latencies are noisy; compare files within one "
+        "table (they were measured interleaved), not across runs.", "",
+    ]
+    markdown[2:2] = intro
+    from edgeseg.fileio import write_json_atomic, write_text_atomic
+
+    write_json_atomic(RESULTS / "validate_zoo.json", summary)
+    write_text_atomic(RESULTS / "validate_zoo.md", "\n".join(markdown) + "\n")
+    print(f"wrote {RESULTS / 'validate_zoo.md'} in {(time.perf_counter() - started) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
