@@ -191,3 +191,16 @@ def test_data_spec_errors():
         parse_data_spec(":val")
     with pytest.raises(ValidationSetupError, match="not a domain name"):
         parse_data_spec("my domain=synthetic")
+
+
+def test_importing_the_harness_pulls_in_no_heavy_library():
+    import subprocess
+
+    heavy = ("torch", "onnx", "onnxruntime", "openvino", "tensorflow", "coremltools", "matplotlib", "cv2")
+    code = (
+        "import sys, edgeseg.validate, edgeseg.validate.bench, edgeseg.validate.report; "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
