@@ -2,7 +2,7 @@
 domains (day, night, and coarse = dusk look + 6-class label space), per-domain mIoU on held-out
 images. The slides' comparison "multi-domain model with DA vs without DA", at CPU scale.
 
-    nice -n 10 python benchmarks/multidomain_da.py [--steps 300] [--size 64x128]
+    nice -n 10 python benchmarks/multidomain_da.py [--steps 400] [--size 64x128] [--seeds 0,1]
     # writes benchmarks/results/multidomain_da.{md,json}
 
 Both variants see the same images in the same order from the same initial encoder weights where
@@ -10,7 +10,8 @@ the layouts agree (the seed is reset before each build). Each step draws a batch
 domain, runs each through the shared encoder and its own head, sums the cross-entropies (MixLoss)
 and back-propagates once. AdamW (not the slides' momentum SGD): it converges in a few hundred
 steps without a tuned schedule. Validation images come from the synthetic "val" stream, never
-used in training. This is a short CPU run: read differences of a point or two as noise.
+used in training. Each seed changes the initial weights and the batch order; the spread between
+seeds is the noise level against which to read the DA / no-DA difference.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def train_and_evaluate(with_da: bool, data: dict, steps: int, seed: int = 0) -> 
         schedule.step()
     seconds = time.perf_counter() - start
     model.eval()
-    result = {"with_domain_attention": with_da, "params_m": round(count_params(model) / 1e6, 4),
+    result = {"with_domain_attention": with_da, "seed": seed, "params_m": round(count_params(model) / 1e6, 4),
               "train_seconds": round(seconds, 1),
               "images_per_s": round(steps * BATCH * len(DOMAINS) / seconds, 1), "miou": {}}
     with torch.no_grad():
@@ -87,43 +88,55 @@ def train_and_evaluate(with_da: bool, data: dict, steps: int, seed: int = 0) -> 
 
 
 def to_markdown(rows: list[dict], env: dict) -> str:
+    def line(label: str, seed: str, params: float, miou: dict, mean: float, seconds: str, speed: str) -> str:
+        return (f"| {label} | {seed} | {params} | " + " | ".join(f"{miou[d]:.2f}" for d in DOMAINS)
+                + f" | {mean:.2f} | {seconds} | {speed} |")
+
     lines = [
         "# Multi-domain model with vs without Domain Attention (synthetic domains, CPU)",
         "",
         f"Setting: {json.dumps(env)}",
         "",
-        "| variant | params (M) | " + " | ".join(f"mIoU {d}" for d in DOMAINS) + " | mean mIoU | train s | images/s |",
-        "|---|---:|" + "---:|" * (len(DOMAINS) + 3),
+        "| variant | seed | params (M) | " + " | ".join(f"mIoU {d}" for d in DOMAINS)
+        + " | mean mIoU | train s | images/s |",
+        "|---|---|---:|" + "---:|" * (len(DOMAINS) + 3),
     ]
-    for r in rows:
-        name = "with DA" if r["with_domain_attention"] else "without DA"
-        lines.append(
-            f"| {name} | {r['params_m']} | " + " | ".join(str(r["miou"][d]) for d in DOMAINS)
-            + f" | {r['mean_miou']} | {r['train_seconds']} | {r['images_per_s']} |"
-        )
-    lines += ["", "Reproduce: `nice -n 10 python benchmarks/multidomain_da.py`", ""]
+    for with_da in (False, True):
+        label = "with DA" if with_da else "without DA"
+        runs = [r for r in rows if r["with_domain_attention"] == with_da]
+        for r in runs:
+            lines.append(line(label, str(r["seed"]), r["params_m"], r["miou"], r["mean_miou"],
+                              str(r["train_seconds"]), str(r["images_per_s"])))
+        if len(runs) > 1:
+            avg = {d: float(np.mean([r["miou"][d] for r in runs])) for d in DOMAINS}
+            lines.append(line(f"**{label}, mean of seeds**", "all", runs[0]["params_m"], avg,
+                              float(np.mean([r["mean_miou"] for r in runs])), "", ""))
+    lines += ["", "Reproduce: `nice -n 10 python benchmarks/multidomain_da.py "
+              f"--steps {env['steps']} --seeds {','.join(str(s) for s in env['seeds'])}`", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
     parser.add_argument("--size", default="64x128", help="HxW of the synthetic images")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
+    seeds = [int(v) for v in args.seeds.split(",")]
     torch.set_num_threads(1)
     data = {}
     for d in DOMAINS:
         train = load(d, "train", TRAIN_IMAGES, size)
         val = load(d, "val", VAL_IMAGES, size)
         data[d] = {"train": train[:2], "val": val[:2], "classes": train[2]}
-    env = {"model": MODEL, "domains": DOMAINS, "size": size, "steps": args.steps,
+    env = {"model": MODEL, "domains": DOMAINS, "size": size, "steps": args.steps, "seeds": seeds,
            "batch_per_domain": BATCH, "train_images_per_domain": TRAIN_IMAGES,
            "val_images_per_domain": VAL_IMAGES, "optimizer": "AdamW lr 2e-3 poly 0.9",
            "threads": 1, "edgeseg": __version__, "torch": torch.__version__,
            "cpu": platform.processor() or platform.machine()}
-    rows = [train_and_evaluate(with_da, data, args.steps) for with_da in (False, True)]
+    rows = [train_and_evaluate(with_da, data, args.steps, seed) for seed in seeds for with_da in (False, True)]
     write_json_atomic(args.out / "multidomain_da.json", {"setting": env, "rows": rows})
     write_text_atomic(args.out / "multidomain_da.md", to_markdown(rows, env))
     print(to_markdown(rows, env))
