@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "train": "edgeseg.cli.train:train",
     "validate": "edgeseg.cli.validate:validate",
     "bench": "edgeseg.cli.bench:bench",
+    "demo": "edgeseg.cli.demo:demo",
 }
 
 
