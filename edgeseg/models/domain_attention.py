@@ -1,5 +1,5 @@
 """Domain Attention (DA): Wang et al., "Towards Universal Object Detection by Domain Attention"
-(CVPR 2019), section 4.
+(CVPR 2019), the domain-attention module of the domain-attentive universal detector.
 
 A DA module re-weights the channels of a residual branch's output before the residual add:
 
@@ -9,8 +9,8 @@ A DA module re-weights the channels of a residual branch's output before the res
 * a **domain-assignment** branch ``softmax(FC(p))`` gives N weights that sum to 1 (``D``);
 * the channel attention is ``sigmoid(S_UA @ D)`` (C x 1), multiplied into the features.
 
-The sigmoid comes after the mix (the adapters themselves have none), as in the paper's
-Figure 4 and the authors' released code. The assignment is computed from the input itself, so
+The sigmoid comes after the mix (the adapters themselves have none), as in the paper and the
+authors' released code. The assignment is computed from the input itself, so
 no domain label is needed at inference. Works on ``(N, C, H, W)`` maps (pooled over H, W) and on
 ``(N, L, C)`` token sequences (pooled over L), for CNN and Transformer encoders alike.
 """

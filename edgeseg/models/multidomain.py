@@ -41,7 +41,7 @@ _DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 @dataclass(frozen=True)
 class MultiDomainConfig:
-    """Multi-domain model options (multi-domain slides; DA: Wang et al., CVPR 2019, section 4)."""
+    """Multi-domain model options (multi-domain slides; DA: Wang et al., CVPR 2019)."""
 
     # (name, class names) of each dataset, in head order; the first is the default domain.
     domains: tuple[tuple[str, tuple[str, ...]], ...]
