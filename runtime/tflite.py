@@ -59,11 +59,15 @@ class TfliteBackend(Backend):
         try:
             self._interpreter = interpreter_class(model_content=self._bytes, num_threads=threads)
             self._interpreter.allocate_tensors()
+            # Reading tensor names decodes strings from the file: damage surfaces here too.
+            self._read_tensors()
         except Exception as exc:
             raise ModelFileError(
                 f"{path} could not be loaded by LiteRT ({type(exc).__name__}: {exc}). The file is "
                 "truncated, corrupted or not a TFLite model: convert or copy it again"
             ) from exc
+
+    def _read_tensors(self) -> None:
         inputs = self._interpreter.get_input_details()
         self.input_count = len(inputs)
         self._input_index = inputs[0]["index"]
