@@ -27,6 +27,15 @@ def test_same_seed_same_pixels_and_other_split_or_seed_other_pixels():
     assert not np.array_equal(a[0].image, a[1].image)
 
 
+def test_dataset_pickles_for_spawned_loader_workers():
+    import pickle
+
+    ds = SyntheticDataset("coarse", "val", size=SIZE, length=2, seed=5)
+    copy = pickle.loads(pickle.dumps(ds))
+    assert repr(copy) == "SyntheticDataset(domain='coarse', split='val', size=(64, 128), length=2, seed=5)"
+    np.testing.assert_array_equal(copy[1].image, ds[1].image)
+
+
 def test_samples_have_the_contract_types():
     ds = build_dataset("synthetic:night", "test", size=SIZE, length=2)
     s = ds[1]

@@ -53,7 +53,13 @@ class SyntheticDataset(SegmentationDataset):
         self.name = f"synthetic:{domain}"
         self.classes, self.palette = domain_classes(domain)
         self._relabel = np.array(FINE_TO_COARSE + (255,) * (256 - len(FINE_TO_COARSE)), np.uint8) if self.style.coarse_labels else None
-        self._cv2 = _import_cv2()
+        _import_cv2()  # fail here, with the install hint, rather than in a loader worker
+
+    def __repr__(self) -> str:
+        return (
+            f"SyntheticDataset(domain={self.domain!r}, split={self.split!r}, size={self.size}, "
+            f"length={self.length}, seed={self.seed})"
+        )
 
     def __len__(self) -> int:
         return self.length
@@ -65,7 +71,8 @@ class SyntheticDataset(SegmentationDataset):
     def __getitem__(self, index: int) -> Sample:
         index = self._check_index(index)
         rng = self.rng_for(index)
-        canvas = paint_scene(self._cv2, rng, *self.size, self.style)
-        image = render(self._cv2, rng, canvas, self.style)
-        mask = canvas.label if self._relabel is None else self._cv2.LUT(canvas.label, self._relabel)
+        cv2 = _import_cv2()  # not stored on self: the dataset must pickle into loader workers
+        canvas = paint_scene(cv2, rng, *self.size, self.style)
+        image = render(cv2, rng, canvas, self.style)
+        mask = canvas.label if self._relabel is None else cv2.LUT(canvas.label, self._relabel)
         return Sample(image=image, mask=mask, name=f"{self.domain}_{self.split}_{self.seed}_{index:06d}")
