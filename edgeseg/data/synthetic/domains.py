@@ -57,7 +57,7 @@ DOMAIN_STYLES = {
     ),
     "fog": DomainStyle(
         name="fog", coarse_labels=False, light=(0.8, 1.0), tint_strength=0.05, warm_bias=-0.2,
-        sky="fog", shadows=False, visibility_m=(10, 30), fog_level=(170, 225), noise_sigma=(3, 7),
+        sky="fog", shadows=False, visibility_m=(14, 40), fog_level=(170, 225), noise_sigma=(3, 7),
         lit_windows=0.0, lamps=False,
     ),
     "coarse": DomainStyle(
