@@ -29,7 +29,7 @@ class _Tally:
 
     result: FileResult
     session: Any
-    call: dict  # keyword arguments of predict that select the domain
+    domain: str | None  # the head scored: predict(domain=...)
     matrix: ConfusionMatrix
     wants_logits: bool
     agree: int = 0
@@ -40,37 +40,35 @@ class _Tally:
     error: str = ""  # set when predict raised: the file is then out of this domain's loop
 
     def add(self, image: np.ndarray, label: np.ndarray, ref_mask: np.ndarray | None, ref_logits: np.ndarray | None) -> np.ndarray:
-        mask = self.session.predict(image, **self.call)
+        mask = self.session.predict(image, domain=self.domain)
         self.matrix.update(mask, label)
         if ref_mask is not None:
             self.agree += int(np.count_nonzero(mask == ref_mask))
             self.pixels += mask.size
         if self.wants_logits and ref_logits is not None:
-            diff = np.abs(self.session.predict(image, logits=True, **self.call) - ref_logits)
+            diff = np.abs(self.session.predict(image, logits=True, domain=self.domain) - ref_logits)
             self.err_max = max(self.err_max, float(diff.max()))
             self.err_sum += float(diff.sum(dtype=np.float64))
             self.err_count += diff.size
         return mask
 
 
-def domain_calls(session) -> list[tuple[str | None, dict]]:
-    """(domain, predict kwargs) for every head a file has: one per output, or its one domain."""
-    if session.domains:
-        return [(d, {"domain": d}) for d in session.domains]
-    return [(session.metadata.domain, {})]
+def file_domains(session) -> list[str | None]:
+    """The heads a file has: one per output, or its one domain (None for a single-domain model)."""
+    return list(session.domains) or [session.metadata.domain]
 
 
-def reference_call(reference, domain: str | None, classes: tuple[str, ...]) -> dict | None:
-    """predict kwargs that make the reference predict ``domain``, or None if it cannot."""
+def reference_domain(reference, domain: str | None, classes: tuple[str, ...]) -> tuple[bool, str | None]:
+    """(whether the reference can predict ``domain``, the ``domain=`` to pass to its predict)."""
     if reference.domains:
-        return {"domain": domain} if domain in reference.domains else None
+        return domain in reference.domains, domain
     meta = reference.metadata
-    # A multi-domain checkpoint on the torch backend predicts its first (default) domain.
     if tuple(reference.classes()) != tuple(classes):
-        return None
-    if domain is None or domain == meta.domain or (meta.domains and meta.domains[0].name == domain):
-        return {}
-    return None
+        return False, None
+    if domain == meta.domain:
+        return True, domain
+    # A multi-domain checkpoint on the torch backend predicts its first (default) head only.
+    return (domain is None or (bool(meta.domains) and meta.domains[0].name == domain)), None
 
 
 def validate(
@@ -117,9 +115,9 @@ def validate(
         results.append(result)
         if opened.session is None:
             continue
-        for domain, call in domain_calls(opened.session):
+        for domain in file_domains(opened.session):
             tally = _Tally(
-                result, opened.session, call, ConfusionMatrix(len(opened.session.classes(**call))),
+                result, opened.session, domain, ConfusionMatrix(len(opened.session.classes(domain))),
                 wants_logits=not opened.session.metadata.argmax,
             )
             tallies_by_domain.setdefault(domain, []).append(tally)
@@ -137,31 +135,31 @@ def validate(
 
 def _score_domain(run, domain, tallies, ref_session, resolver, limit, samples, say) -> None:
     first = tallies[0].session
-    classes = tuple(first.classes(**tallies[0].call))
+    classes = tuple(first.classes(domain))
     spec, dataset = resolver.dataset_for(domain, classes)
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    ref_kwargs = reference_call(ref_session, domain, classes)
+    has_reference, ref_domain = reference_domain(ref_session, domain, classes)
     ref_matrix = ConfusionMatrix(len(classes))
-    any_logits = ref_kwargs is not None and any(t.wants_logits for t in tallies)
+    any_logits = has_reference and any(t.wants_logits for t in tallies)
     kept = run.samples.setdefault(domain, [])
     for tally in tallies:
-        if tuple(tally.session.classes(**tally.call)) != classes:
+        if tuple(tally.session.classes(domain)) != classes:
             tally.error = (
-                f"predicts the classes {list(tally.session.classes(**tally.call))}, not the "
+                f"predicts the classes {list(tally.session.classes(domain))}, not the "
                 f"{list(classes)} of {spec.text}; validate files of one model together"
             )
     say(f"scoring {len(tallies)} file(s) on {count} images of {spec.text}" + (f" (domain {domain})" if domain else ""))
     for index in range(count):
         sample = dataset[index]
         ref_mask = ref_logits = None
-        if ref_kwargs is not None:
-            ref_mask = ref_session.predict(sample.image, **ref_kwargs)
+        if has_reference:
+            ref_mask = ref_session.predict(sample.image, domain=ref_domain)
             ref_matrix.update(ref_mask, sample.mask)
             if any_logits:
-                ref_logits = ref_session.predict(sample.image, logits=True, **ref_kwargs)
+                ref_logits = ref_session.predict(sample.image, logits=True, domain=ref_domain)
         keep = index < samples
         if keep:
-            kept.append(Sample(sample.name, sample.image, sample.mask, ref_mask, first.palette(**tallies[0].call)))
+            kept.append(Sample(sample.name, sample.image, sample.mask, ref_mask, first.palette(domain)))
         for tally in tallies:
             if tally.error:
                 continue
@@ -172,7 +170,7 @@ def _score_domain(run, domain, tallies, ref_session, resolver, limit, samples, s
                 continue
             if keep:
                 kept[-1].files[tally.result.name] = mask
-    ref_scores = ref_matrix.scores(classes) if ref_kwargs is not None else None
+    ref_scores = ref_matrix.scores(classes) if has_reference else None
     if ref_scores is not None:
         run.reference[domain] = DomainResult(domain, spec.text, count, ref_scores, ref_scores, 1.0, 0.0, 0.0)
     for tally in tallies:

@@ -39,11 +39,11 @@ def probe(path: str, threads: int | None, runs: int, size: tuple[int, int] | Non
     loaded = time.perf_counter()
     height, width = size or session.metadata.input_size
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    domain = {"domain": session.domains[0]} if session.domains else {}
-    session.predict(image, **domain)
+    domain = session.domains[0] if session.domains else session.metadata.domain
+    session.predict(image, domain=domain)
     first = time.perf_counter()
     for _ in range(runs):
-        session.predict(image, **domain)
+        session.predict(image, domain=domain)
     return {
         "load_s": loaded - start,  # import of the runtime and the backend library + load()
         "first_predict_s": first - loaded,
