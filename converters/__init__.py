@@ -19,17 +19,22 @@ from edgeseg.converters.options import ExportOptions, TargetSpec
 from edgeseg.errors import ConfigError, EdgesegError
 from edgeseg.metadata import ModelMetadata
 
-# The target table: what each target accepts. Int8 (issue 7) is added per target here.
+# The target table: what each target accepts. Int8 files are written by edgeseg.quantization's
+# module for the target (same interface), which quantizes and runs the accuracy gate.
 TARGETS: dict[str, TargetSpec] = {
     spec.name: spec
     for spec in (
-        TargetSpec("onnx", "edgeseg.converters.onnx", (".onnx",), ("fp32", "fp16"), "onnx"),
-        TargetSpec("tflite", "edgeseg.converters.tflite", (".tflite",), ("fp32", "fp16"), "tflite"),
+        TargetSpec("onnx", "edgeseg.converters.onnx", (".onnx",), ("fp32", "fp16", "int8"), "onnx",
+                   int8_module="edgeseg.quantization.onnx"),
+        TargetSpec("tflite", "edgeseg.converters.tflite", (".tflite",), ("fp32", "fp16", "int8"), "tflite",
+                   int8_module="edgeseg.quantization.tflite"),
         TargetSpec(
-            "coreml", "edgeseg.converters.coreml", (".mlpackage",), ("fp32", "fp16"), "coreml",
+            "coreml", "edgeseg.converters.coreml", (".mlpackage",), ("fp32", "fp16", "int8"), "coreml",
             is_dir=True, runs_on=("darwin",), pixel_dtype="float32", mask_dtype="int32",
+            int8_module="edgeseg.quantization.coreml",
         ),
-        TargetSpec("openvino", "edgeseg.converters.openvino", (".xml", ".bin"), ("fp32", "fp16"), "openvino"),
+        TargetSpec("openvino", "edgeseg.converters.openvino", (".xml", ".bin"), ("fp32", "fp16", "int8"), "openvino",
+                   int8_module="edgeseg.quantization.openvino"),
     )
 }
 
@@ -78,10 +83,10 @@ def target_spec(target: str) -> TargetSpec:
     return TARGETS[target]
 
 
-def target_module(spec: TargetSpec) -> ModuleType:
+def target_module(spec: TargetSpec, precision: str = "fp32") -> ModuleType:
     """Import a target's module, saying which extra to install when its library is missing."""
     try:
-        return importlib.import_module(spec.module)
+        return importlib.import_module(spec.int8_module if precision == "int8" else spec.module)
     except ImportError as exc:
         raise ConfigError(
             f"the {spec.name} converter needs a library that is not installed ({exc.name}); "
@@ -100,20 +105,27 @@ def convert(
     argmax: bool = False,
     domain: str | None = None,
     out: str | os.PathLike[str] | None = None,
+    quant=None,
 ) -> ConversionResult:
     """Convert a model (or an edgeseg ``.safetensors`` checkpoint) for ``target`` and verify it.
 
     Writes one file, or one per domain with ``domain="all"``; each is run on its backend against
     PyTorch before it is kept. Raises :class:`UnsupportedOpError` when the target refuses an op,
     :class:`VerificationError` when the file disagrees with PyTorch; neither leaves a file.
+    ``precision="int8"`` quantizes with ``quant`` (an ``edgeseg.quantization.QuantOptions``;
+    None = its defaults) and keeps the file only if it passes the harness's accuracy gate.
     """
     from edgeseg.converters.wrapper import build_graphs
 
     spec = target_spec(target)
-    options = ExportOptions(target, precision, input_size, layout, include_preprocess, argmax, domain)
+    if precision == "int8" and quant is None:
+        from edgeseg.quantization.options import QuantOptions
+
+        quant = QuantOptions()
+    options = ExportOptions(target, precision, input_size, layout, include_preprocess, argmax, domain, quant)
     options.check(spec)
     model, source = _load(model_or_checkpoint)
-    backend = target_module(spec)
+    backend = target_module(spec, precision)
     result = ConversionResult(target, options)
     for graph in build_graphs(model, options, spec):
         dest = _destination(out, source, graph, spec)

@@ -24,25 +24,45 @@ WAYS_OUT: dict[str, str] = {
 }
 
 
+# Attribute paths of the export wrappers (wrapper.py), removed so paths name the model's layers.
+_WRAPPER_PREFIXES = ("net.heads.", "net.")
+
+
 def graph_ops(module: torch.nn.Module, sample: torch.Tensor) -> dict[str, list[str]]:
-    """Every operator of the exported graph -> the module paths of the layers that call it."""
+    """Every operator of the exported graph, before and after the core ATen decompositions
+    (backends see either), -> the module paths of the layers that call it."""
     program = torch.export.export(module, (sample,), strict=False)
     ops: dict[str, list[str]] = {}
-    for node in program.graph.nodes:
-        if node.op != "call_function":
-            continue
-        stack = node.meta.get("nn_module_stack") or {}
-        # The innermost entry is the layer that made the call; its key is the module path.
-        path = list(stack.values())[-1][0] if stack else "<top level>"
-        ops.setdefault(str(node.target), [])
-        if path not in ops[str(node.target)]:
-            ops[str(node.target)].append(path)
+    for graph in (program.graph, program.run_decompositions().graph):
+        for node in graph.nodes:
+            if node.op != "call_function":
+                continue
+            paths = ops.setdefault(str(node.target), [])
+            if _layer_path(node) not in paths:
+                paths.append(_layer_path(node))
     return ops
+
+
+def _layer_path(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "<top level>"
+    # The innermost entry is the layer that made the call; its first item is the module path.
+    path = list(stack.values())[-1][0]
+    for prefix in _WRAPPER_PREFIXES:
+        if path.startswith(prefix):
+            return path[len(prefix):]
+    return path
+
+
+def _base(op: str) -> str:
+    """``aten.linalg_inv.default`` -> ``linalg_inv``."""
+    return op.split(".")[1] if op.startswith("aten.") else op.split(".")[0]
 
 
 def _mentions(message: str, op: str) -> bool:
     """Does a backend message name ``op`` (``aten.linalg_inv.default``) in any usual spelling?"""
-    base = op.split(".")[1] if op.startswith("aten.") else op.split(".")[0]
+    base = _base(op)
     return re.search(rf"(?<![A-Za-z0-9_]){re.escape(base)}(?![A-Za-z0-9_])", message) is not None
 
 
@@ -57,8 +77,9 @@ def explain_failure(exc: Exception, graph, target: str) -> ConversionError:
     named = [op for op in ops if _mentions(message, op) and not op.startswith("<")]
     way_out = WAYS_OUT.get(target, "try another target")
     if named:
-        # The rarest op named is the likely culprit (messages also name common ops in passing).
-        op = min(named, key=lambda o: len(ops[o]))
+        # Messages also name common ops in passing (``%add``); the most specific name is the
+        # culprit (``linalg_inv_ex`` over ``add``).
+        op = max(named, key=lambda o: len(_base(o)))
         layers = tuple(ops[op])
         return UnsupportedOpError(
             f"{target} cannot convert operator {op} used by layer(s) {', '.join(layers)} of "
@@ -74,5 +95,5 @@ def explain_failure(exc: Exception, graph, target: str) -> ConversionError:
 
 
 def _short(message: str, limit: int = 1500) -> str:
-    message = message.strip()
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message).strip()  # terminal colour codes
     return message if len(message) <= limit else message[:limit] + " ..."

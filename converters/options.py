@@ -29,6 +29,7 @@ class TargetSpec:
     # where the converter cannot take uint8 inputs (coremltools' torch.export frontend).
     pixel_dtype: str = "uint8"
     mask_dtype: str = "uint8"  # dtype of the --argmax mask output; same rule (CoreML: int32)
+    int8_module: str | None = None  # module with the same interface that writes int8 (edgeseg.quantization)
 
     def runs_here(self) -> bool:
         return not self.runs_on or sys.platform.startswith(self.runs_on)
@@ -39,12 +40,13 @@ class ExportOptions:
     """One conversion request (the CLI flags, validated)."""
 
     target: str
-    precision: str = "fp32"  # fp32 | fp16 (int8: issue 7)
+    precision: str = "fp32"  # fp32 | fp16 | int8 (int8 targets: those with an int8_module)
     input_size: tuple[int, int] | None = None  # (H, W); None = the model metadata's input_size
     layout: str = "nchw"  # layout of the image input (and of the logits output)
     include_preprocess: bool = False  # graph takes uint8 RGB and normalizes inside
     argmax: bool = False  # graph outputs the uint8 class mask instead of logits
     domain: str | None = None  # multi-domain: a domain name, "all" (one file each) or None (one file)
+    quant: object | None = None  # int8 only: edgeseg.quantization.QuantOptions (calibration, I/O, gate)
 
     def check(self, spec: TargetSpec) -> None:
         if self.precision not in spec.precisions:
@@ -54,6 +56,8 @@ class ExportOptions:
                 + (" (int8 comes with `edgeseg convert --precision int8` from edgeseg.quantization)"
                    if self.precision == "int8" else "")
             )
+        if self.precision == "int8":
+            self.quant.check_target(spec.name)
         if self.layout not in LAYOUTS:
             raise ConfigError(f"layout {self.layout!r} is not one of {LAYOUTS}")
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 1):

@@ -48,7 +48,31 @@ class _NamedOutputs(nn.Module):
         return dict(zip(self.names, outs))
 
 
+def unlowerable_ops(graph) -> list[str]:
+    """ATen ops of the graph that litert-torch has no lowering for, found before converting.
+
+    litert-torch's own failure for such an op can be an unrelated assertion deep in a pass;
+    this check names the op instead. It reads litert-torch internals (decomposition table and
+    lowering registry) and is skipped if they move.
+    """
+    try:
+        from litert_torch import fx_infra
+        from litert_torch.backend import lowerings
+    except ImportError:
+        return []
+    program = torch.export.export(graph.module, (graph.sample,), strict=False)
+    program = program.run_decompositions(fx_infra.decomp.pre_lower_decomp())
+    return sorted({
+        str(node.target)
+        for node in program.graph.nodes
+        if node.op == "call_function" and hasattr(node.target, "_schema") and lowerings.lookup(node.target) is None
+    })
+
+
 def export(graph, files: tuple[Path, ...], options) -> None:
+    missing = unlowerable_ops(graph)
+    if missing:
+        raise RuntimeError(f"LiteRT has no lowering for: {', '.join(missing)}")
     named = _NamedOutputs(graph.module, graph.output_names).eval()
     converted = litert_torch.convert(named, sample_kwargs={graph.input_name: graph.sample})
     data = bytes(converted.model_content())
