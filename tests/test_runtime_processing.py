@@ -101,10 +101,16 @@ def test_more_than_256_classes_give_uint16_masks():
     assert seg.colorize(mask).shape == (16, 16, 3)
 
 
-def test_argmax_classes_matches_numpy_including_ties():
+@pytest.mark.parametrize("opencv", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.int8, np.float16])
+def test_argmax_classes_matches_numpy_including_ties(monkeypatch, opencv, dtype):
+    if not opencv:
+        monkeypatch.setattr(processing, "cv2_or_none", lambda: None)
     rng = np.random.default_rng(0)
-    logits = rng.integers(0, 3, (7, 20, 30)).astype(np.float32)  # many ties
-    np.testing.assert_array_equal(processing.argmax_classes(logits, 0), np.argmax(logits, 0))
+    logits = rng.integers(-3, 3, (7, 20, 30)).astype(dtype)  # many ties
+    want = np.argmax(logits, 0)
+    np.testing.assert_array_equal(processing.argmax_classes(logits, 0), want)
+    np.testing.assert_array_equal(processing.argmax_classes(logits.transpose(1, 2, 0), 2), want)
 
 
 def test_numpy_fallback_matches_opencv(monkeypatch):
