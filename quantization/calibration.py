@@ -1,0 +1,53 @@
+"""Calibration images: a dataset spec -> graph inputs prepared exactly as the runtime prepares them.
+
+The runtime's own :class:`~edgeseg.runtime.processing.Preprocessor` resizes and normalizes, so the
+ranges NNCF, onnxruntime or PT2E observe are the ranges the file will see on the device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeseg.data import build_dataset
+from edgeseg.data.base import SegmentationDataset
+from edgeseg.data.errors import DatasetError
+from edgeseg.errors import ConfigError
+from edgeseg.metadata import ModelMetadata
+
+
+def open_dataset(spec: str, split: str, size: tuple[int, int], length: int | None = None) -> SegmentationDataset:
+    """``synthetic[:domain]`` (drawn at ``size``) or any ``build_dataset`` spec, as a ConfigError on failure."""
+    kind = spec.split(":")[0]
+    options = {"size": size, **({"length": length} if length else {})} if kind == "synthetic" else {}
+    try:
+        return build_dataset(spec, split, **options)
+    except DatasetError as exc:
+        raise ConfigError(f"calibration data {spec!r} ({split} split): {exc}") from exc
+
+
+def split_spec(spec: str, default_split: str = "train") -> tuple[str, str]:
+    """``synthetic:train`` -> (``synthetic``, ``train``); a spec without a split gets ``default_split``."""
+    head, _, last = spec.rpartition(":")
+    if head and last in ("train", "val", "test"):
+        return head, last
+    return spec, default_split
+
+
+def calibration_inputs(spec: str, count: int, meta: ModelMetadata, dtype: np.dtype = np.dtype(np.float32)) -> list[np.ndarray]:
+    """``count`` graph inputs (batch of one each) from the images of ``spec``."""
+    from edgeseg.runtime.backend import TensorInfo
+    from edgeseg.runtime.processing import Preprocessor
+
+    name, split = split_spec(spec)
+    dataset = open_dataset(name, split, meta.input_size, count)
+    if len(dataset) < count:
+        raise ConfigError(
+            f"calibration data {spec!r} holds {len(dataset)} images, fewer than --calib-size {count}; "
+            "lower --calib-size or add images"
+        )
+    height, width = meta.input_size
+    shape = (1, 3, height, width) if meta.layout == "nchw" else (1, height, width, 3)
+    prepare = Preprocessor(meta, TensorInfo("image", shape, np.dtype(dtype)))
+    # Spread the picks over the whole split (a folder's first files are often one sequence).
+    picks = np.linspace(0, len(dataset) - 1, count).round().astype(int)
+    return [prepare(dataset[int(i)].image, bgr=False)[0].copy() for i in picks]

@@ -1,0 +1,123 @@
+"""OpenVINO int8: NNCF post-training quantization of the OpenVINO model (``nncf.quantize``), or
+``nncf.quantize_with_accuracy_control`` with ``--accuracy-control``.
+
+The float model goes through ``ov.convert_model`` on the PyTorch module (TorchScript frontend),
+whose op names carry the module path (``__module.net.backbone.3/aten::_convolution/...``): that is
+how ``--keep-float`` layers become an NNCF ``IgnoredScope``. NNCF's CPU preset is symmetric int8
+weights per channel and per-tensor activations, the scheme of the CPU plugin's int8 kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import torch
+
+from edgeseg.converters.openvino import load, read_metadata  # noqa: F401 (the target's interface)
+from edgeseg.metadata import METADATA_KEY
+from edgeseg.quantization.calibration import calibration_inputs
+from edgeseg.quantization.gate import gate_int8_file
+from edgeseg.quantization.layers import check_layers, graph_path, reference_model
+
+
+def export(graph, files: tuple[Path, ...], options) -> None:
+    """Write the int8 IR (.xml + .bin) of ``graph`` after it passes the accuracy gate."""
+    quant = options.quant
+    net = reference_model(graph)
+    check_layers(net, quant.keep_float)
+    graph.metadata = graph.metadata.replace(extra={**graph.metadata.extra, "quantization": {
+        "scheme": "NNCF " + ("quantize_with_accuracy_control" if quant.accuracy_control else "quantize")
+        + ", int8 per-channel symmetric weights, int8 per-tensor activations", **quant.describe()}})
+    inputs = calibration_inputs(quant.calibration, quant.calib_size, graph.metadata, graph.sample.numpy().dtype)
+    model = float_model(graph)
+    quantized = quantize_model(model, inputs, ignored_layers=quant.keep_float,
+                               accuracy_control=quant.accuracy_control, net=net, options=quant)
+    quantized.set_rt_info(graph.metadata.to_json(), [METADATA_KEY])
+    xml, bin_ = files
+    with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".int8-") as scratch:
+        path = Path(scratch) / "model.xml"
+        ov.save_model(quantized, str(path), compress_to_fp16=False)
+        gate_int8_file(path, net, quant)
+        os.replace(path, xml)
+        os.replace(path.with_suffix(".bin"), bin_)
+
+
+def float_model(graph) -> ov.Model:
+    with torch.no_grad():
+        model = ov.convert_model(graph.module, example_input=graph.sample)
+    model.inputs[0].get_tensor().set_names({graph.input_name})
+    for port, name in zip(model.outputs, graph.output_names):
+        port.get_tensor().set_names({name})
+    return model
+
+
+def ignored_scope(layers: tuple[str, ...]):
+    import nncf
+
+    if not layers:
+        return None
+    # TorchScript op names: "__module.net.backbone.3.block.0/aten::_convolution/Convolution".
+    patterns = [rf"__module\.{re.escape(graph_path(layer))}([./].*)?" for layer in layers]
+    return nncf.IgnoredScope(patterns=patterns, validate=False)
+
+
+def quantize_model(model: ov.Model, inputs: list[np.ndarray], *, ignored_layers=(), accuracy_control=False,
+                   net=None, options=None) -> ov.Model:
+    import nncf
+
+    dataset = nncf.Dataset(inputs)
+    scope = ignored_scope(tuple(ignored_layers))
+    common = {"subset_size": len(inputs), "preset": nncf.QuantizationPreset.PERFORMANCE,
+              **({"ignored_scope": scope} if scope else {})}
+    if not accuracy_control:
+        return nncf.quantize(model, dataset, **common)
+    validation = _validation(net, options)
+    return nncf.quantize_with_accuracy_control(
+        model, dataset, nncf.Dataset(validation.items), validation.miou,
+        max_drop=options.max_miou_drop / 100.0, drop_type=nncf.DropType.ABSOLUTE, **common,
+    )
+
+
+class _MiouOnLabels:
+    """nncf's validation_fn: mIoU (0..1) of a compiled model on labelled graph inputs."""
+
+    def __init__(self, items: list[tuple[np.ndarray, np.ndarray]], num_classes: int) -> None:
+        self.items = items
+        self.num_classes = num_classes
+
+    def miou(self, compiled, data) -> float:
+        from edgeseg.metrics import ConfusionMatrix
+
+        matrix = ConfusionMatrix(self.num_classes)
+        output = compiled.output(0)
+        for x, label in data:
+            logits = compiled(x)[output]
+            matrix.update(np.asarray(logits).argmax(1)[0], label)
+        miou = matrix.scores().miou
+        return 0.0 if np.isnan(miou) else miou
+
+
+def _validation(net, options) -> _MiouOnLabels:
+    """Labelled graph inputs at model size from the gate data, for accuracy control."""
+    import cv2
+
+    from edgeseg.quantization.calibration import open_dataset, split_spec
+
+    meta = net.metadata
+    name, split = split_spec(options.gate_spec, "val")
+    dataset = open_dataset(name, split, meta.input_size, options.gate_images)
+    height, width = meta.input_size
+    mean, std = np.float32(meta.mean), np.float32(meta.std)
+    items = []
+    for i in range(min(options.gate_images, len(dataset))):
+        sample = dataset[i]
+        image = cv2.resize(sample.image, (width, height), interpolation=cv2.INTER_LINEAR)
+        label = cv2.resize(sample.mask, (width, height), interpolation=cv2.INTER_NEAREST)
+        x = ((image.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)[None]
+        items.append((np.ascontiguousarray(x), label))
+    return _MiouOnLabels(items, len(meta.classes))

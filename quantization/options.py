@@ -1,0 +1,75 @@
+"""What an int8 conversion is asked for: calibration, I/O types, layers kept in float, the gate.
+
+Torch-free: the CLI and ``edgeseg.converters`` build a :class:`QuantOptions` before any
+quantization library is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeseg.errors import ConfigError
+
+IO_TYPES = ("float", "int8", "uint8")
+COREML_MODES = ("w8a8", "weights", "palette")
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """One int8 request (the ``--calibration``/``--calib-size``/``--io``/... flags, validated)."""
+
+    calibration: str = "synthetic:train"  # build_dataset spec of the calibration images (train split)
+    calib_size: int = 64  # calibration images; NNCF's default subset is 300, 64 is enough for BN-free ranges here
+    io: str = "float"  # TFLite only: image input / logits output as float, int8 or uint8 (full int8)
+    keep_float: tuple[str, ...] = ()  # module paths (``net.decoder``) left in float, from the sensitivity report
+    accuracy_control: bool = False  # OpenVINO: nncf.quantize_with_accuracy_control instead of nncf.quantize
+    coreml_mode: str = "w8a8"  # CoreML: w8a8 (weights + activations), weights (int8 weights only), palette (6-bit LUT)
+    gate_data: str | None = None  # labelled images of the harness gate; None = the calibration spec's val split
+    gate_images: int = 32  # images of the gate; the benchmark uses the whole held-out split
+    max_miou_drop: float = 1.0  # gate: mIoU points the int8 file may lose against the float reference
+    min_agreement: float = 0.90  # gate: fraction of pixels whose class equals the float reference's
+    reference: str | None = None  # float checkpoint the gate compares with (QAT: the model before QAT)
+
+    def __post_init__(self) -> None:
+        if self.io not in IO_TYPES:
+            raise ConfigError(f"--io {self.io!r} is not one of {IO_TYPES}")
+        if self.coreml_mode not in COREML_MODES:
+            raise ConfigError(f"--coreml-mode {self.coreml_mode!r} is not one of {COREML_MODES}")
+        if self.calib_size < 1:
+            raise ConfigError(f"--calib-size {self.calib_size} must be >= 1 (64..300 images is usual)")
+        if self.gate_images < 1:
+            raise ConfigError(f"--gate-images {self.gate_images} must be >= 1")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ConfigError(f"min_agreement={self.min_agreement} is a fraction of pixels in [0, 1] (e.g. 0.9)")
+        if self.max_miou_drop < 0:
+            raise ConfigError(f"max_miou_drop={self.max_miou_drop} must be >= 0 mIoU points (e.g. 1.0)")
+        object.__setattr__(self, "keep_float", tuple(self.keep_float))
+
+    def check_target(self, target: str) -> None:
+        """Refuse options the target's int8 scheme does not have."""
+        if self.io != "float" and target != "tflite":
+            raise ConfigError(
+                f"--io {self.io} is a TFLite option (full-int8 I/O); {target} int8 files keep float "
+                "I/O. Leave --io out, or use --target tflite"
+            )
+        if self.accuracy_control and target != "openvino":
+            raise ConfigError("--accuracy-control uses nncf.quantize_with_accuracy_control: --target openvino only")
+        if self.coreml_mode != "w8a8" and target != "coreml":
+            raise ConfigError(f"--coreml-mode {self.coreml_mode} is for --target coreml only")
+
+    @property
+    def gate_spec(self) -> str:
+        if self.gate_data:
+            return self.gate_data
+        spec = self.calibration
+        return spec[: -len(":train")] + ":val" if spec.endswith(":train") else f"{spec}:val"
+
+    def describe(self) -> dict:
+        """What the file's metadata ``extra["quantization"]`` records."""
+        return {
+            "calibration": self.calibration,
+            "calib_size": self.calib_size,
+            "io": self.io,
+            "keep_float": list(self.keep_float),
+            **({"accuracy_control": True} if self.accuracy_control else {}),
+        }
