@@ -52,7 +52,10 @@ class Backend(ABC):
 
     @abstractmethod
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the graph on one ready input tensor; return every output by name."""
+        """Run the graph on one ready input tensor; return every output by name.
+
+        The arrays stay valid until the same thread's next ``run`` (OpenVINO hands back views of
+        the thread's own request buffers; the other libraries return fresh arrays)."""
 
     def close(self) -> None:
         """Release native resources (optional)."""
