@@ -1,0 +1,60 @@
+"""examples/quickstart.py --tiny: every stage end to end (train, QAT, convert, validate, bench, report)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The fast targets: LiteRT conversion alone takes about a minute even for the tiny model, so the
+# CI run converts ONNX and OpenVINO; the full quickstart (and --tiny without --targets) does all.
+TARGETS = "onnx,openvino"
+
+
+def load_quickstart():
+    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "examples" / "quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["quickstart"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quickstart_tiny_end_to_end(tmp_path):
+    quickstart = load_quickstart()
+    out = tmp_path / "qs"
+    code = quickstart.main(["--tiny", "--quiet", "--out", str(out), "--targets", TARGETS, "--threads", "1"])
+    summary = json.loads((out / "quickstart.json").read_text())
+    stages = {s["name"]: s for s in summary["stages"]}
+    assert stages["train"]["status"] == "done", stages["train"]
+    assert stages["convert"]["status"] == "done" and stages["validate + bench"]["status"] == "done"
+    assert stages["qat"]["status"] in ("done", "skipped"), stages["qat"]
+    assert Path(summary["checkpoint"]).is_file() and summary["train"]["steps"] == quickstart.TINY.train_iters
+    files = {(f["target"], f["precision"]): f for f in summary["files"]}
+    for target in TARGETS.split(","):
+        for precision in ("fp32", "int8"):
+            entry = files[(target, precision)]
+            assert entry["status"] == "converted", entry
+            assert Path(entry["path"]).is_file()
+            # Scored against the float checkpoint on the same held-out images, and timed.
+            validation = entry["validation"]
+            assert validation["status"] == "passed", validation
+            assert 0 <= validation["miou"] <= 100 and validation["reference_miou"] is not None
+            assert validation["agreement"] >= (0.999 if precision == "fp32" else 0.5)
+            assert entry["latency_ms"]["predict_p50"] > 0
+    assert code == 0
+    report = out / "report"
+    assert {p.name for p in report.iterdir()} >= {"report.html", "report.md", "report.json"}
+    text = (out / "quickstart.md").read_text()
+    assert "| train | done" in text and "model_int8.onnx" in text
+
+
+def test_quickstart_refuses_unknown_targets(capsys):
+    quickstart = load_quickstart()
+    with pytest.raises(SystemExit):
+        quickstart.main(["--tiny", "--targets", "onnx,tensorrt"])
+    assert "tensorrt" in capsys.readouterr().err
