@@ -32,9 +32,9 @@ PUBLISHED = (
      {"reduced_tail": True}, 19, (512, 1024), 2.48,
      "MobileNetV3 paper, LR-ASPP on Cityscapes at 512x1024 (RF2, F=128)"),
     ("segformer_b0 (ADE20K head)", "segformer_b0", {}, 150, (512, 512), 8.4,
-     "SegFormer paper, Table 1 (ADE20K, 512x512)"),
+     "SegFormer paper, comparison with the state of the art (ADE20K, 512x512)"),
     ("segformer_b0", "segformer_b0", {}, 19, (512, 1024), 17.7,
-     "SegFormer paper, Table 1 (Cityscapes, 512x1024)"),
+     "SegFormer paper, comparison with the state of the art (Cityscapes, 512x1024)"),
 )
 
 
