@@ -117,7 +117,7 @@ def static_flicker(path: Path, frames: int = 60, sigma: float = 4.0) -> dict:
     rng = np.random.default_rng(0)
     meters = {1: FlickerMeter(), 3: FlickerMeter(), 5: FlickerMeter()}
     with rt.load(path, threads=2) as session:
-        smoothers = {w: TemporalSmoother(w, len(session.classes())) for w in meters}
+        smoothers = {w: TemporalSmoother(w) for w in meters}
         for _ in range(frames):
             noisy = np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
             mask = session.predict(noisy)

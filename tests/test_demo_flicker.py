@@ -29,7 +29,7 @@ def test_meter_averages_over_consecutive_pairs():
 
 
 def test_smoother_is_a_majority_vote_with_ties_to_the_newest():
-    smooth = TemporalSmoother(window=3, num_classes=4)
+    smooth = TemporalSmoother(window=3)
     a, b, c = (np.full((1, 3), v, np.uint8) for v in (0, 1, 2))
     np.testing.assert_array_equal(smooth(a), a)
     np.testing.assert_array_equal(smooth(b), b)  # 0 and 1 tie: the newest wins
@@ -39,20 +39,20 @@ def test_smoother_is_a_majority_vote_with_ties_to_the_newest():
 
 
 def test_smoother_window_drops_old_masks():
-    smooth = TemporalSmoother(window=2, num_classes=3)
+    smooth = TemporalSmoother(window=2)
     zero, one = np.zeros((2, 2), np.uint8), np.ones((2, 2), np.uint8)
     smooth(zero)
     smooth(zero)
     out = smooth(one)  # window [0, 1]: tie -> newest
     np.testing.assert_array_equal(out, one)
-    assert TemporalSmoother(window=1, num_classes=3)(one) is one
+    assert TemporalSmoother(window=1)(one) is one
 
 
 def test_smoothing_lowers_flicker_on_a_noisy_static_scene():
     rng = np.random.default_rng(0)
     scene = np.repeat(np.arange(4, dtype=np.uint8), 16).reshape(8, 8)
     raw, smoothed = FlickerMeter(), FlickerMeter()
-    smooth = TemporalSmoother(window=5, num_classes=4)
+    smooth = TemporalSmoother(window=5)
     for _ in range(60):
         noisy = scene.copy()
         flips = rng.random(scene.shape) < 0.1  # 10% of pixels take a random class each frame
@@ -65,9 +65,22 @@ def test_smoothing_lowers_flicker_on_a_noisy_static_scene():
 
 def test_smoother_refuses_bad_settings_and_resets_on_a_new_size():
     with pytest.raises(DemoError, match="window"):
-        TemporalSmoother(window=0, num_classes=3)
-    smooth = TemporalSmoother(window=3, num_classes=3)
-    with pytest.raises(DemoError, match="class 5"):
-        smooth(np.full((2, 2), 5, np.uint8))
+        TemporalSmoother(window=0)
+    smooth = TemporalSmoother(window=3)
     smooth(np.zeros((2, 2), np.uint8))
     np.testing.assert_array_equal(smooth(np.ones((3, 3), np.uint8)), np.ones((3, 3), np.uint8))
+
+
+def test_smoother_equals_a_per_pixel_mode_with_ties_to_the_newest():
+    rng = np.random.default_rng(1)
+    window, frames = 4, [rng.integers(0, 3, (5, 6), dtype=np.uint8) for _ in range(9)]
+    smooth = TemporalSmoother(window)
+    for t, mask in enumerate(frames):
+        held = frames[max(0, t - window + 1) : t + 1]
+        expected = np.empty_like(mask)
+        for index in np.ndindex(mask.shape):
+            votes = [m[index] for m in held]
+            counts = {c: votes.count(c) for c in votes}
+            top = max(counts.values())
+            expected[index] = next(c for c in reversed(votes) if counts[c] == top)  # newest among the tied
+        np.testing.assert_array_equal(smooth(mask), expected)

@@ -52,52 +52,46 @@ class FlickerMeter:
 
 
 class TemporalSmoother:
-    """Per-pixel majority vote over the last ``window`` masks (ties go to the newest mask's class).
+    """Per-pixel majority vote over the last ``window`` masks (ties go to the newer mask's class).
 
     Works on masks alone, so it fits files whose graph ends in argmax. A vote over N frames lags a
     moving edge by about N/2 frames: keep N small (3..5) on a moving robot.
     """
 
-    def __init__(self, window: int, num_classes: int):
+    def __init__(self, window: int):
         if window < 1:
             raise DemoError(f"smoothing window {window} must be >= 1 frame (1 = no smoothing)")
-        if not 1 <= num_classes <= 65535:
-            raise DemoError(f"num_classes {num_classes} must be in 1..65535")
         self.window = window
-        self.num_classes = num_classes
-        self._masks: deque[np.ndarray] = deque()
-        self._votes: np.ndarray | None = None  # (num_classes, H*W) counts over the masks held
+        self._masks: deque[np.ndarray] = deque(maxlen=window)
 
     def reset(self) -> None:
         self._masks.clear()
-        self._votes = None
 
     def __call__(self, mask: np.ndarray) -> np.ndarray:
         if self.window == 1:
             return mask
-        if mask.size and int(mask.max()) >= self.num_classes:
-            raise DemoError(
-                f"mask holds class {int(mask.max())} but the smoother counts {self.num_classes} classes; "
-                "give it the model's number of classes"
-            )
-        if self._votes is not None and self._masks[0].shape != mask.shape:
-            self.reset()  # the frame size changed: old votes do not line up
-        if self._votes is None:
-            self._votes = np.zeros((self.num_classes, mask.size), np.uint16)
-        pixels = np.arange(mask.size)
-        self._votes[mask.ravel(), pixels] += 1
+        if self._masks and self._masks[-1].shape != mask.shape:
+            self.reset()  # the frame size changed: old masks do not line up
         self._masks.append(mask)
-        if len(self._masks) > self.window:
-            self._votes[self._masks.popleft().ravel(), pixels] -= 1
-        return self._vote(mask)
+        return self._vote()
 
-    def _vote(self, newest: np.ndarray) -> np.ndarray:
-        # Doubling the counts and adding 1 for the newest mask's class breaks ties toward it.
-        best = self._votes[0] * 2 + (newest.ravel() == 0)
-        winner = np.zeros(newest.size, newest.dtype)
-        for k in range(1, self.num_classes):
-            score = self._votes[k] * 2 + (newest.ravel() == k)
-            better = score > best
-            winner[better] = k
-            np.maximum(best, score, out=best)
-        return winner.reshape(newest.shape)
+    def _vote(self) -> np.ndarray:
+        # Votes per pixel for each held mask's class = how many held masks agree with it there.
+        # O(window^2) comparisons of uint8 planes: independent of the number of classes and
+        # several times faster than per-class vote counters for the small windows used here.
+        masks = list(self._masks)
+        newest = masks[-1]
+        winner, best = newest.copy(), self._agreeing(newest, masks)
+        for older in reversed(masks[:-1]):  # newest first: a strictly larger count is needed to win
+            count = self._agreeing(older, masks)
+            better = count > best
+            winner[better] = older[better]
+            np.maximum(best, count, out=best)
+        return winner
+
+    @staticmethod
+    def _agreeing(mask: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+        count = np.zeros(mask.shape, np.uint8)
+        for other in masks:
+            count += mask == other
+        return count

@@ -127,7 +127,7 @@ def run_demo(session, source: FrameSource, options: DemoOptions = DemoOptions(),
     """
     options.check()
     drawer = _Drawer(session, options)
-    smoother = TemporalSmoother(options.smooth, len(drawer.names)) if options.smooth > 1 else None
+    smoother = TemporalSmoother(options.smooth) if options.smooth > 1 else None
     raw_flicker, smooth_flicker, rate = FlickerMeter(), FlickerMeter(), RateMeter()
     predict_s: list[float] = []
     capture_s: list[float] = []
