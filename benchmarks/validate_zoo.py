@@ -15,7 +15,9 @@ benchmarks/results/validate_zoo_<name>.{md,json,html} (the harness's own report 
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,7 +31,22 @@ DEFAULT_CHECKPOINTS = (
 )
 
 
-def convert_everywhere(checkpoint: Path, label: str) -> tuple[list[dict], list[Path]]:
+def snapshot(checkpoint: Path, label: str) -> tuple[Path, bool]:
+    """A private copy of the checkpoint (training may rewrite the original mid-run); True when it
+    is the same bytes as last time, so the cached conversions of it are still valid."""
+    folder = CACHE / label
+    copy, stamp = folder / "reference.safetensors", folder / "reference.sha256"
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    if copy.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+        return copy, True
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copyfile(checkpoint, copy)
+    stamp.write_text(digest + "\n")
+    return copy, False
+
+
+def convert_everywhere(checkpoint: Path, label: str, reuse: bool) -> tuple[list[dict], list[Path]]:
     """One file per (target, precision) the converters accept; a failure is a row, not a stop."""
     from edgeseg.converters import TARGETS, convert
     from edgeseg.errors import EdgesegError
@@ -39,8 +56,8 @@ def convert_everywhere(checkpoint: Path, label: str) -> tuple[list[dict], list[P
         for precision in spec.precisions:
             dest = CACHE / label / f"{label}_{precision}{spec.suffixes[0]}"
             row = {"target": target, "precision": precision, "file": dest.name}
-            if dest.exists() and dest.stat().st_mtime > checkpoint.stat().st_mtime:
-                row.update(result="reused (newer than the checkpoint)", seconds=None)
+            if reuse and dest.exists():
+                row.update(result="reused (converted from the same checkpoint bytes before)", seconds=None)
             else:
                 start = time.perf_counter()
                 try:
@@ -79,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     from edgeseg.validate.report import SCHEMA_VERSION, accuracy_markdown, latency_markdown, report_dict, write_report
     from edgeseg.validate.tables import environment_lines
 
-    checkpoints = [ROOT / c for c in (args.checkpoint or DEFAULT_CHECKPOINTS)]
+    given = [Path(c).resolve() if args.checkpoint else ROOT / c for c in (args.checkpoint or DEFAULT_CHECKPOINTS)]
+    os.chdir(ROOT)  # reports name files relative to the repository
+    checkpoints = [c.relative_to(ROOT) if c.is_relative_to(ROOT) else c for c in given]
     missing = [str(c) for c in checkpoints if not c.is_file()]
     if missing:
         print(f"missing checkpoints {missing}: run benchmarks/train_synthetic.py first, or pass --checkpoint", file=sys.stderr)
@@ -90,10 +109,13 @@ def main(argv: list[str] | None = None) -> int:
                "limit": args.limit, "runs": args.runs, "warmup": args.warmup, "threads": args.threads, "models": []}
     markdown = ["# Validation zoo: every target and precision vs the PyTorch reference", ""]
     environment = None
-    for checkpoint in checkpoints:
+    for source in checkpoints:
+        label = source.parent.name
+        checkpoint, reuse = snapshot(source, label)
+        checkpoint = checkpoint.relative_to(ROOT)  # CACHE lies inside the repository
         header, metadata = read_checkpoint_header(checkpoint)
-        label = checkpoint.parent.name
-        rows, files = convert_everywhere(checkpoint, label)
+        rows, files = convert_everywhere(checkpoint, label, reuse)
+        files = [f.relative_to(ROOT) for f in files]
         run = validate(
             files + [checkpoint], checkpoint, "synthetic:val", limit=args.limit,
             data_options={"size": metadata.input_size}, threads=args.threads, progress=print,
@@ -102,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         environment = timing.environment
         written = write_report(RESULTS, validation=run, bench=timing, name=f"validate_zoo_{label}")
         summary["models"].append({
-            "checkpoint": str(checkpoint.relative_to(ROOT)), "model": header["model"],
+            "checkpoint": str(source), "snapshot": str(checkpoint), "model": header["model"],
             "input_size": list(metadata.input_size), "domains": [d.name for d in metadata.domains],
             "conversions": rows, "report": report_dict(run, timing),
         })
         markdown += [
             f"## `{label}`: {header['model']} at {metadata.input_size[0]}x{metadata.input_size[1]}", "",
-            f"Checkpoint `{checkpoint.relative_to(ROOT)}`; full report with plots: `{written.html.name}`.", "",
+            f"Checkpoint `{source}` (validated from its copy `{checkpoint}`); full report with plots: "
+            f"`{written.html.name}`.", "",
             "### Conversions", "", *conversions_markdown(rows), "",
             *["#" + line if line.startswith("## ") else line for line in accuracy_markdown(run)],
             *["#" + line if line.startswith("## ") else line for line in latency_markdown(timing)],
