@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# The fast targets: LiteRT conversion alone takes about a minute even for the tiny model, so the
-# CI run converts ONNX and OpenVINO; the full quickstart (and --tiny without --targets) does all.
-TARGETS = "onnx,openvino"
+# One target keeps this test inside the suite's time budget: each conversion exports, verifies
+# against PyTorch and (int8) passes the harness gate, 15-50 s per file on a shared 2-core CPU.
+# `--tiny` without --targets converts every target that runs here (about 3 minutes).
+TARGETS = "onnx"
 
 
 def load_quickstart():
