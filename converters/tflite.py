@@ -49,7 +49,7 @@ class _NamedOutputs(nn.Module):
 
 
 def unlowerable_ops(graph) -> list[str]:
-    """ATen ops of the graph that litert-torch has no lowering for, found before converting.
+    """ATen ops of the graph that litert-torch has no lowering for (asked after a failure).
 
     litert-torch's own failure for such an op can be an unrelated assertion deep in a pass;
     this check names the op instead. It reads litert-torch internals (decomposition table and
@@ -70,11 +70,14 @@ def unlowerable_ops(graph) -> list[str]:
 
 
 def export(graph, files: tuple[Path, ...], options) -> None:
-    missing = unlowerable_ops(graph)
-    if missing:
-        raise RuntimeError(f"LiteRT has no lowering for: {', '.join(missing)}")
     named = _NamedOutputs(graph.module, graph.output_names).eval()
-    converted = litert_torch.convert(named, sample_kwargs={graph.input_name: graph.sample})
+    try:
+        converted = litert_torch.convert(named, sample_kwargs={graph.input_name: graph.sample})
+    except Exception as exc:
+        missing = unlowerable_ops(graph)
+        if missing:
+            raise RuntimeError(f"LiteRT has no lowering for: {', '.join(missing)}") from exc
+        raise
     data = bytes(converted.model_content())
     if options.precision == "fp16":
         from ai_edge_quantizer import quantizer

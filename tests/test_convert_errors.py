@@ -8,7 +8,7 @@ import pytest
 from edgeseg.converters import TARGETS, ConversionError, UnsupportedOpError, VerificationError, convert
 from edgeseg.converters import verify as verify_module
 from edgeseg.converters.verify import Tolerance
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, InputShapeError
 from convert_helpers import TinySegModel
 
 @pytest.mark.parametrize("target", list(TARGETS))
@@ -50,17 +50,21 @@ def test_an_existing_file_survives_a_failed_conversion(tmp_path):
     ("kwargs", "match"),
     [
         ({"target": "tensorrt"}, "unknown target 'tensorrt'; choose one of onnx"),
-        ({"target": "onnx", "precision": "int8"}, "int8 comes with"),
+        ({"target": "onnx", "precision": "int4"}, "does not convert precision .int4."),
         ({"target": "onnx", "layout": "chw"}, "layout 'chw'"),
         ({"target": "onnx", "out": "model.tflite"}, "must end in .onnx"),
         ({"target": "onnx", "domain": "cityscapes"}, "single-domain model; leave --domain out"),
-        ({"target": "onnx", "input_size": (30, 32)}, "multiples of 4"),
     ],
 )
 def test_bad_requests_raise_clear_errors(kwargs, match, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=match):
         convert(TinySegModel(), **kwargs)
+
+
+def test_input_size_the_model_cannot_take():
+    with pytest.raises(InputShapeError, match="multiples of 4"):
+        convert(TinySegModel(), "onnx", input_size=(30, 32))
 
 
 def test_argmax_refuses_more_classes_than_uint8_holds():

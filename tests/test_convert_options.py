@@ -113,7 +113,7 @@ def test_argmax_mask_output(target, tmp_path):
 @pytest.fixture(scope="module")
 def multidomain_model():
     name = "multidomain_lraspp_mobilenetv3_small"
-    return create_model(name, **tiny_config(name)).eval()
+    return create_model(name, num_classes=4, **tiny_config(name)).eval()
 
 
 @pytest.mark.parametrize("target", ["onnx", "tflite", "openvino"])
