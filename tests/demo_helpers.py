@@ -20,26 +20,34 @@ FRAME_SIZE = (144, 128)  # (height, width)
 BLOCKS = {"red": ((0, 0, 220), 0), "green": ((0, 220, 0), 1), "blue": ((220, 0, 0), 2)}
 
 
-def channel_argmax_onnx(path: Path) -> Path:
+def channel_argmax_onnx(path: Path, *, two_domains: bool = False) -> Path:
+    """The identity-conv model; ``two_domains`` adds a second head ("night") whose weights
+    reverse the channels, so its class k is the strongest channel 2 - k."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeseg.metadata import METADATA_KEY, ModelMetadata
+    from edgeseg.metadata import METADATA_KEY, DomainInfo, ModelMetadata
 
     h, w = MODEL_SIZE
-    weight = numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1), "weight")
+    heads = {"day": np.eye(3, dtype=np.float32), "night": np.eye(3, dtype=np.float32)[::-1].copy()}
+    if not two_domains:
+        heads = {"logits": heads["day"]}
+    names = {d: (d if not two_domains else f"logits_{d}") for d in heads}
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["image", "weight"], ["logits"])],
+        [helper.make_node("Conv", ["image", f"weight_{d}"], [names[d]]) for d in heads],
         "channel_argmax",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, h, w])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, h, w])],
-        [weight],
+        [helper.make_tensor_value_info(names[d], TensorProto.FLOAT, [1, 3, h, w]) for d in heads],
+        [numpy_helper.from_array(weight.reshape(3, 3, 1, 1), f"weight_{d}") for d, weight in heads.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
+    domains = {}
+    if two_domains:
+        domains = {"domains": tuple(DomainInfo(d, CLASSES, PALETTE) for d in heads), "output_names": names}
     meta = ModelMetadata(
         model="channel_argmax_test", classes=CLASSES, palette=PALETTE, mean=(0, 0, 0), std=(1, 1, 1),
-        input_size=MODEL_SIZE,
+        input_size=MODEL_SIZE, **domains,
     )
     helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
     onnx.checker.check_model(model)

@@ -167,6 +167,20 @@ def test_bad_inputs_name_the_problem(model_file, clip, tmp_path):
     assert not (tmp_path / "overlay.gif").exists()
 
 
+def test_domain_picks_the_head_of_a_multi_domain_file(clip, tmp_path):
+    path, _ = clip
+    model = channel_argmax_onnx(tmp_path / "two_heads.onnx", two_domains=True)
+    masks = []
+    with rt.load(model) as seg:
+        assert seg.domains == ["day", "night"]
+        with open_source(str(path)) as source:
+            run_demo(seg, source, DemoOptions(domain="night", max_frames=2), on_frame=lambda f, m: masks.append(m))
+        with open_source(str(path)) as source, pytest.raises(rt.DomainError, match="pass domain="):
+            run_demo(seg, source, DemoOptions())
+    cols = interior_columns(1)
+    np.testing.assert_array_equal(masks[1][0, cols], 2 - expected_classes(1)[cols])
+
+
 def test_cli_writes_video_and_summary(model_file, clip, tmp_path):
     from typer.testing import CliRunner
 

@@ -10,7 +10,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,6 @@ class DemoSummary:
     ended: str
     out: str | None = None
     frame_size: tuple[int, int] | None = None  # (height, width) of the source frames
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
