@@ -1,9 +1,10 @@
 """The one pre/post-processing path shared by every backend, driven by the file's metadata.
 
-image (H, W, 3) uint8 -> resize (stretch or letterbox) -> RGB order -> normalize unless the
-graph does -> NCHW or NHWC -> quantize if the input is int8/uint8 -> [backend] -> dequantize /
-argmax unless the graph did -> crop the letterbox padding -> nearest resize to (H, W).
-Input buffers are allocated once per thread and reused; every step is a whole-array operation.
+image (H, W, 3) uint8 -> resize (stretch or letterbox) -> one table lookup per channel that
+does RGB order, normalization (unless the graph does it), quantization of int8/uint8 inputs and
+NCHW/NHWC -> [backend] -> argmax unless the graph did (dequantized logits on request) -> crop the
+letterbox padding -> nearest resize to (H, W). The input tensor is allocated once per thread and
+reused; every step is a whole-array operation.
 """
 
 from __future__ import annotations
@@ -30,33 +31,32 @@ class Placement:
 
 
 class Preprocessor:
-    """Turns a checked ``(H, W, 3)`` uint8 image into the graph's input tensor."""
+    """Turns a checked ``(H, W, 3)`` uint8 image into the graph's input tensor.
+
+    Normalization, quantization and the input dtype are folded into one 256-entry table per
+    channel, computed once: a pixel's tensor value is ``table[channel][pixel]``, so the whole
+    step is a single lookup pass (``cv2.LUT``, or ``np.take`` without OpenCV).
+    """
 
     def __init__(self, metadata: ModelMetadata, tensor: TensorInfo):
         self.metadata = metadata
         self.tensor = tensor
         self.height, self.width = metadata.input_size
         self.nchw = metadata.layout == "nchw"
-        mean = np.asarray(metadata.mean, np.float32)
-        std = np.asarray(metadata.std, np.float32)
-        # (pixel / 255 - mean) / std == pixel * scale + offset, one multiply-add per element.
-        self.scale = 1.0 / (255.0 * std)
-        self.offset = -mean / std
-        if self.nchw:
-            self.scale, self.offset = self.scale[:, None, None], self.offset[:, None, None]
+        mean = np.asarray(metadata.mean, np.float64)
         # Letterbox padding is the mean colour: zero after normalization, as in training.
         self.pad_value = np.rint(mean * 255).astype(np.uint8)
+        self.tables = _channel_tables(metadata, tensor)  # (3, 256) in the tensor's dtype
+        self.tables_hwc = np.ascontiguousarray(self.tables.T).reshape(1, 256, 3)  # cv2.LUT, 3 channels
         self._local = threading.local()
 
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
-        """This thread's float work buffer and the input tensor buffer, made once."""
-        bufs = getattr(self._local, "bufs", None)
-        if bufs is None:
+    def _buffer(self) -> np.ndarray:
+        """This thread's input tensor, allocated once."""
+        tensor = getattr(self._local, "tensor", None)
+        if tensor is None:
             shape = (1, 3, self.height, self.width) if self.nchw else (1, self.height, self.width, 3)
-            work = np.empty(shape, np.float32)
-            tensor = work if self.tensor.dtype == np.float32 else np.empty(shape, self.tensor.dtype)
-            bufs = self._local.bufs = (work, tensor)
-        return bufs
+            tensor = self._local.tensor = np.empty(shape, self.tensor.dtype)
+        return tensor
 
     def place(self, height: int, width: int) -> Placement:
         if self.metadata.resize == "stretch":
@@ -79,25 +79,43 @@ class Preprocessor:
 
     def __call__(self, image: np.ndarray, *, bgr: bool) -> tuple[np.ndarray, Placement]:
         placement = self.place(*image.shape[:2])
-        pixels = self.resized(image, placement)
-        if bgr:
-            pixels = pixels[..., ::-1]  # a view; the next step reads it once
-        if self.nchw:
-            pixels = pixels.transpose(2, 0, 1)
-        work, tensor = self._buffers()
-        if self.metadata.include_preprocess and not self.tensor.quantized:
-            np.copyto(tensor[0], pixels, casting="unsafe")  # uint8 RGB in, graph normalizes
-            return tensor, placement
-        if self.metadata.include_preprocess:  # quantized pixel input: the real values are 0..255
-            np.copyto(work[0], pixels, casting="unsafe")
+        pixels = np.ascontiguousarray(self.resized(image, placement))
+        # Model channel c reads image channel source[c]: BGR frames are reordered for free here.
+        source = (2, 1, 0) if bgr else (0, 1, 2)
+        tensor = self._buffer()
+        cv2 = cv2_or_none()
+        if cv2 is not None and self.tables.dtype in _CV2_LUT_DTYPES:
+            if self.nchw:
+                planes = cv2.split(pixels)
+                for c in range(3):
+                    cv2.LUT(planes[source[c]], self.tables[c], dst=tensor[0, c])
+            else:  # a 3-channel lookup keeps channel order: swap BGR on the small uint8 image
+                if bgr:
+                    pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+                cv2.LUT(pixels, self.tables_hwc, dst=tensor[0])
         else:
-            np.multiply(pixels, self.scale, out=work[0])
-            np.add(work[0], self.offset, out=work[0])
-        if self.tensor.quantized:
-            quantize(work, self.tensor, out=tensor)
-        elif tensor is not work:
-            np.copyto(tensor, work, casting="unsafe")  # float16 input
+            for c in range(3):
+                out = tensor[0, c] if self.nchw else tensor[0, ..., c]
+                out[...] = np.take(self.tables[c], pixels[..., source[c]])
         return tensor, placement
+
+
+# cv2.LUT writes these table types (not float16).
+_CV2_LUT_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.int8))
+
+
+def _channel_tables(metadata: ModelMetadata, tensor: TensorInfo) -> np.ndarray:
+    """``tables[c][p]``: the input tensor value of pixel value ``p`` in RGB channel ``c``."""
+    pixel = np.arange(256, dtype=np.float64)
+    if metadata.include_preprocess:
+        real = np.stack([pixel] * 3)  # the graph normalizes: it takes the pixel values
+    else:
+        mean = np.asarray(metadata.mean, np.float64)[:, None]
+        std = np.asarray(metadata.std, np.float64)[:, None]
+        real = (pixel[None] / 255.0 - mean) / std
+    if tensor.quantized:
+        return quantize(real.astype(np.float32), tensor, out=np.empty(real.shape, tensor.dtype))
+    return real.astype(tensor.dtype)
 
 
 def quantize(values: np.ndarray, info: TensorInfo, *, out: np.ndarray) -> np.ndarray:

@@ -149,3 +149,20 @@ def test_graph_that_contradicts_metadata_is_refused():
     with pytest.raises(rt.UnsupportedModelError, match="without a scale"):
         session(meta, TensorInfo("image", (1, 3, 8, 8), np.dtype(np.int8)),
                 TensorInfo("logits", (1, 3, 8, 8), np.dtype(np.float32)))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("bgr", [False, True])
+def test_table_lookup_matches_the_formula_with_and_without_opencv(monkeypatch, layout, bgr):
+    meta = ModelMetadata(model="p", classes=("a", "b"), input_size=(16, 24), layout=layout)
+    shape = (1, 3, 16, 24) if layout == "nchw" else (1, 16, 24, 3)
+    pre = processing.Preprocessor(meta, TensorInfo("image", shape, np.dtype(np.float32)))
+    image = np.random.default_rng(2).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    rgb = image[..., ::-1] if bgr else image
+    want = (rgb / 255.0 - np.asarray(meta.mean)) / np.asarray(meta.std)
+    want = want.transpose(2, 0, 1)[None] if layout == "nchw" else want[None]
+    with_cv2 = pre(image, bgr=bgr)[0].copy()
+    monkeypatch.setattr(processing, "cv2_or_none", lambda: None)
+    without = pre(image, bgr=bgr)[0].copy()
+    np.testing.assert_allclose(with_cv2, want, atol=1e-5)
+    np.testing.assert_array_equal(with_cv2, without)
