@@ -1,0 +1,133 @@
+"""TFLite int8: PT2E with litert-torch's quantizer, the LiteRT int8 scheme.
+
+Weights int8 per output channel (symmetric), activations int8 per tensor (asymmetric) from
+histogram observers on the calibration images (PTQ) or moving-average fake quantization (QAT,
+:func:`prepare_qat`, with conv+BN folded in the fake-quantized graph as LiteRT folds it). Ops the
+quantizer does not annotate (hard-swish, sigmoid, resize, LayerNorm, softmax, matmul) run in float
+between QUANTIZE/DEQUANTIZE, as LiteRT's own int8 kernels would not take them per-channel anyway.
+``--io int8|uint8`` rewrites the file's boundary for full-int8 I/O (see ``tflite_io``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeseg.converters.tflite import _NamedOutputs, read_metadata  # noqa: F401 (the target's interface)
+from edgeseg.metadata import METADATA_KEY
+from edgeseg.quantization.calibration import calibration_inputs
+from edgeseg.quantization.gate import gate_int8_file
+from edgeseg.quantization.layers import check_layers, graph_path, reference_model
+from edgeseg.runtime.tflite_metadata import add_tflite_metadata
+
+
+def quantizer(keep_float: tuple[str, ...] = (), *, qat: bool = False):
+    """litert-torch's PT2E quantizer: per-channel int8 weights, int8 activations."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+    q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
+    for layer in keep_float:
+        q.set_module_name(graph_path(layer), None)  # None = leave this module's ops in float
+    return q
+
+
+def export_program(module: nn.Module, graph) -> nn.Module:
+    """The graph as a torch.export GraphModule with named outputs (what PT2E prepares)."""
+    named = _NamedOutputs(module, graph.output_names).eval()
+    return torch.export.export(named, (), {graph.input_name: graph.sample}, strict=False).module()
+
+
+def prepare_ptq(graph, keep_float: tuple[str, ...], inputs: list[np.ndarray]):
+    """PT2E PTQ: insert observers, run the calibration images, convert to Q/DQ."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    q = quantizer(keep_float)
+    prepared = prepare_pt2e(export_program(graph.module, graph), q)
+    with torch.no_grad():
+        for x in inputs:
+            prepared(**{graph.input_name: torch.from_numpy(x)})
+    return convert_pt2e(prepared, fold_quantize=False), q
+
+
+def write_tflite(converted, q, graph, io: str, inputs: list[np.ndarray]) -> bytes:
+    """litert-torch conversion of a PT2E-converted graph, I/O types set, metadata added."""
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from edgeseg.quantization.tflite_io import set_io_types
+
+    model = litert_torch.convert(converted, sample_kwargs={graph.input_name: graph.sample},
+                                 quant_config=QuantConfig(pt2e_quantizer=q))
+    data = bytes(model.model_content())
+    data = set_io_types(data, io, _range(inputs), _output_ranges(graph, inputs))
+    return add_tflite_metadata(data, {METADATA_KEY: graph.metadata.to_json().encode("utf-8")})
+
+
+def export(graph, files: tuple[Path, ...], options) -> None:
+    """Write the int8 ``.tflite`` of ``graph`` after it passes the accuracy gate."""
+    quant = options.quant
+    net = reference_model(graph)
+    check_layers(net, quant.keep_float)
+    _describe(graph, quant, "PT2E PTQ (litert-torch PT2EQuantizer)")
+    inputs = calibration_inputs(quant.calibration, quant.calib_size, graph.metadata, graph.sample.numpy().dtype)
+    converted, q = prepare_ptq(graph, quant.keep_float, inputs)
+    write_gated(write_tflite(converted, q, graph, quant.io, inputs), files, net, quant)
+
+
+def write_gated(data: bytes, files: tuple[Path, ...], net: nn.Module, quant) -> None:
+    with tempfile.TemporaryDirectory(dir=files[0].parent, prefix=".int8-") as scratch:
+        path = Path(scratch) / "model.tflite"
+        path.write_bytes(data)
+        gate_int8_file(path, net, quant)
+        os.replace(path, files[0])
+
+
+def _describe(graph, quant, how: str) -> None:
+    graph.metadata = graph.metadata.replace(extra={**graph.metadata.extra, "quantization": {
+        "scheme": f"{how}, int8 per-channel symmetric weights, int8 per-tensor activations", **quant.describe()}})
+
+
+def _range(arrays) -> tuple[float, float]:
+    return float(min(a.min() for a in arrays)), float(max(a.max() for a in arrays))
+
+
+def _output_ranges(graph, inputs: list[np.ndarray]) -> list[tuple[float, float]]:
+    """(min, max) of each float output on the calibration images: scales of int8 outputs."""
+    with torch.no_grad():
+        outs = [graph.module(torch.from_numpy(x)) for x in inputs]
+    outs = [(o,) if isinstance(o, torch.Tensor) else o for o in outs]
+    return [_range([o[k].float().numpy() for o in outs]) for k in range(len(graph.output_names))]
+
+
+def load(files: tuple[Path, ...], graph):
+    """Run the file on float graph inputs (quantizing/dequantizing int8 I/O) for verification."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(files[0]), num_threads=1)
+    runner = interpreter.get_signature_runner()
+    details = runner.get_input_details()[graph.input_name]
+    outputs = runner.get_output_details()
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        out = runner(**{graph.input_name: _to_type(x, details)})
+        return [_to_float(out[name], outputs[name]) for name in graph.output_names]
+
+    return run
+
+
+def _to_type(x: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    if not scale:
+        return x.astype(detail["dtype"])
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.rint(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
+
+
+def _to_float(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    return (y.astype(np.float32) - zero) * scale if scale else y
