@@ -25,8 +25,17 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL, CLASSES, SIZE, FRAME = "lraspp_mobilenetv3_small", 19, (512, 512), (720, 1280)
 BUDGET = 0.15
-# Target -> converter options for the file each backend runs (TFLite is NHWC on devices).
-TARGETS = {"onnx": {}, "openvino": {}, "tflite": {"layout": "nhwc"}, "torch": None}
+# Label -> (converter target, options) of each file timed (TFLite is NHWC on devices). The
+# "+argmax" files end in argmax inside the graph (`edgeseg convert --argmax`): the backend then
+# does the class reduction, and the runtime only resizes the mask.
+TARGETS = {
+    "onnx": ("onnx", {}),
+    "onnx+argmax": ("onnx", {"argmax": True}),
+    "openvino": ("openvino", {}),
+    "tflite": ("tflite", {"layout": "nhwc"}),
+    "tflite+argmax": ("tflite", {"layout": "nhwc", "argmax": True}),
+    "torch": None,
+}
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
 
 
@@ -38,16 +47,18 @@ def convert_all(folder: Path) -> dict[str, Path]:
     model = create_model(MODEL, num_classes=CLASSES).eval()
     model.metadata = model.metadata.replace(input_size=SIZE)
     files = {"torch": save_checkpoint(model, folder / "model.safetensors")}
-    for target, options in TARGETS.items():
-        if options is None:
+    for label, spec in TARGETS.items():
+        if spec is None:
             continue
+        target, options = spec
         start = time.perf_counter()
+        out = folder / f"{label.replace('+', '_')}{SUFFIX[target]}"
         try:
-            files[target] = convert(model, target, input_size=SIZE, out=folder / f"model{SUFFIX[target]}", **options).path
+            files[label] = convert(model, target, input_size=SIZE, out=out, **options).path
         except Exception as exc:  # a target that fails is reported, the others still run
-            print(f"{target}: conversion failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"{label}: conversion failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             continue
-        print(f"{target}: converted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        print(f"{label}: converted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return files
 
 
@@ -81,6 +92,7 @@ def time_backend(path: Path, frame: np.ndarray, iterations: int, threads: int) -
     med["overhead"] = med["predict_ms"] / med["invoke_ms"] - 1
     med["within_budget"] = med["overhead"] <= BUDGET
     med["layout"] = seg.metadata.layout
+    med["argmax_in_graph"] = seg.metadata.argmax
     med["backend"] = seg.backend.name
     return med
 
@@ -114,16 +126,16 @@ def main() -> None:
         f"threads={args.threads}, median of {args.iterations} interleaved iterations. "
         f"Budget: pre+post adds at most {BUDGET:.0%}.",
         "",
-        "| target | backend | layout | predict (ms) | invoke (ms) | pre (ms) | post (ms) | overhead | within budget |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| file | backend | layout | argmax | predict (ms) | invoke (ms) | pre (ms) | post (ms) | overhead | within budget |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for target, r in results.items():
         lines.append(
-            f"| {target} | {r['backend']} | {r['layout']} | {r['predict_ms']:.1f} | {r['invoke_ms']:.1f} | "
+            f"| {target} | {r['backend']} | {r['layout']} | {'graph' if r['argmax_in_graph'] else 'numpy'} | {r['predict_ms']:.1f} | {r['invoke_ms']:.1f} | "
             f"{r['pre_ms']:.1f} | {r['post_ms']:.1f} | {r['overhead']:+.1%} | {'yes' if r['within_budget'] else 'NO'} |"
         )
     for target, why in skipped.items():
-        lines.append(f"| {target} | - | - | - | - | - | - | - | skipped: {why} |")
+        lines.append(f"| {target} | - | - | - | - | - | - | - | - | skipped: {why} |")
     lines += ["", "Reproduce: `nice -n 10 python benchmarks/runtime_overhead.py` "
               "(pre and post are also timed alone in the same loop; they are not subtracted from predict).", ""]
     RESULTS.mkdir(exist_ok=True)

@@ -1,0 +1,50 @@
+"""The converter and the runtime together: files written by edgeseg.converters.convert run in
+edgeseg.runtime with the metadata they carry and give the PyTorch reference's masks.
+
+One conversion only, the one that exercises the most of the contract (NHWC, preprocessing and
+argmax inside the graph): converting takes 15-60 s per target on the shared CPU, over the test
+budget for all four. The OpenVINO and TFLite readers are tested in test_runtime.py on files that
+carry the metadata the same way (rt_info, the TFLite metadata table written by the converters'
+own add_tflite_metadata); the benchmark converts every target with edgeseg.converters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_runtime_files import SIZE, random_image, tiny_model
+
+import edgeseg.runtime as rt
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from edgeseg.checkpoint import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("convert_pair")
+    model = tiny_model()
+    return model, save_checkpoint(model, folder / "tiny.safetensors")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "target, suffix, options",
+    [
+        ("onnx", ".onnx", {"layout": "nhwc", "include_preprocess": True, "argmax": True}),
+    ],
+    ids=["onnx-nhwc-preprocess-argmax"],
+)
+def test_converted_file_matches_the_reference(checkpoint, tmp_path, target, suffix, options):
+    from edgeseg.converters import convert
+
+    model, ckpt = checkpoint
+    path = convert(model, target, input_size=SIZE, out=tmp_path / f"tiny{suffix}", **options).path
+    seg = rt.load(path, threads=1)
+    for key, value in options.items():
+        assert getattr(seg.metadata, key) == value  # the runtime reads what the converter wrote
+    assert seg.metadata.classes == model.metadata.classes
+    reference = rt.load(ckpt, threads=1)
+    for seed, (h, w) in enumerate([(64, 64), (90, 150)]):
+        image = random_image(h, w, seed=seed)
+        got, want = seg.predict(image), reference.predict(image)
+        assert float((got == want).mean()) > 0.995, (target, h, w)
