@@ -161,7 +161,8 @@ def add_tflite_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
     """A copy of the TFLite model ``data`` with ``entries`` added as named metadata.
 
     An existing entry with the same name is replaced. The graph, tensors and weights are
-    untouched (the old FlatBuffer is kept whole behind the new root table).
+    untouched (the old FlatBuffer is kept whole behind the new root table); buffers stored
+    after the FlatBuffer (``Buffer.offset``) get their offsets moved by the same shift.
     """
     data = bytes(data)
     model = _root(data)
@@ -174,13 +175,6 @@ def add_tflite_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
                 "with .encode('utf-8')"
             )
     old_buffers = _table_vector(data, model, _MODEL_BUFFERS)
-    for b in old_buffers:
-        offset_pos = _field_pos(data, b, 1)
-        if offset_pos is not None and struct.unpack_from("<Q", data, offset_pos)[0] > 1:
-            raise TFLiteMetadataError(
-                "this TFLite file keeps weights outside the FlatBuffer (models over 2 GB); "
-                "adding metadata would move them. Convert without external buffers"
-            )
     old_meta = [m for m in _table_vector(data, model, _MODEL_METADATA) if _string(data, m, 0) not in entries]
 
     # Plan the front: sizes first, then fill in once the old file's shift is known.
@@ -189,6 +183,15 @@ def add_tflite_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
     front.align(4)
     buffers_vec = front.put(struct.pack("<I", len(old_buffers) + len(entries)) + b"\0" * 4 * (len(old_buffers) + len(entries)))
     meta_vec = front.put(struct.pack("<I", len(old_meta) + len(entries)) + b"\0" * 4 * (len(old_meta) + len(entries)))
+    # Buffers kept after the FlatBuffer are addressed by absolute file offset: they get a new
+    # Buffer table whose offset is moved by the shift (filled in below, once it is known).
+    outside = {}
+    for i, b in enumerate(old_buffers):
+        offset_pos, size_pos = _field_pos(data, b, 1), _field_pos(data, b, 2)
+        if offset_pos is not None and struct.unpack_from("<Q", data, offset_pos)[0] > 1:
+            table, (_, offset_field, size_field) = _vtable_with_table(front, [0, 8, 8])
+            outside[i] = (table, offset_field, struct.unpack_from("<Q", data, offset_pos)[0])
+            struct.pack_into("<Q", front.buf, size_field, struct.unpack_from("<Q", data, size_pos)[0])
     new_buffer_tables, new_meta_tables = [], []
     for i, (name, value) in enumerate(entries.items()):
         table, (data_field,) = _vtable_with_table(front, [4])
@@ -222,7 +225,10 @@ def add_tflite_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
             struct.pack_into("<I", front.buf, at, _u32(data, old_pos))
         else:
             _set_uoffset(front, at, old(_deref(data, old_pos)))
-    for i, table in enumerate([old(b) for b in old_buffers] + new_buffer_tables):
+    for table, offset_field, offset in outside.values():
+        struct.pack_into("<Q", front.buf, offset_field, offset + shift)
+    kept = [outside[i][0] if i in outside else old(b) for i, b in enumerate(old_buffers)]
+    for i, table in enumerate(kept + new_buffer_tables):
         _set_uoffset(front, buffers_vec + 4 + 4 * i, table)
     for i, table in enumerate([old(m) for m in old_meta] + new_meta_tables):
         _set_uoffset(front, meta_vec + 4 + 4 * i, table)

@@ -61,3 +61,23 @@ def test_bad_inputs_raise_clear_errors(tiny_tflite):
         read_tflite_metadata(b"not a model at all")
     with pytest.raises(TFLiteMetadataError, match="must be bytes"):
         add_tflite_metadata(tiny_tflite, {"edgeseg": "text"})
+
+
+def test_buffers_stored_after_the_flatbuffer_keep_working():
+    # ai-edge-quantizer writes weights after the FlatBuffer (Buffer.offset/size, absolute file
+    # offsets); adding metadata in front of the file must move those offsets with it.
+    import litert_torch
+    import torch
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_quantizer import quantizer
+
+    from edgeseg.converters.tflite import FP16_WEIGHTS_RECIPE
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 128, 3, padding=1), torch.nn.Conv2d(128, 128, 3, padding=1)).eval()
+    data = bytes(litert_torch.convert(module, (torch.randn(1, 3, 8, 8),)).model_content())
+    data = bytes(quantizer.Quantizer(data, FP16_WEIGHTS_RECIPE).quantize().quantized_model)
+    assert any(b.offset > 1 for b in schema.ModelT.InitFromPackedBuf(data, 0).buffers)
+    with_meta = add_tflite_metadata(data, {"edgeseg": b"{}"})
+    assert read_tflite_metadata(with_meta)["edgeseg"] == b"{}"
+    x = np.random.default_rng(1).random((1, 3, 8, 8), dtype=np.float32)
+    np.testing.assert_array_equal(_run(data, x), _run(with_meta, x))
