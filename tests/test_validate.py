@@ -204,3 +204,12 @@ def test_importing_the_harness_pulls_in_no_heavy_library():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_backend_can_be_forced_for_a_file_without_its_suffix(files):
+    temporary = files["root"] / ".identity.onnx.abc123.tmp"  # what an atomic write holds mid-conversion
+    temporary.write_bytes(files["identity"].read_bytes())
+    data = f"folder:{files['hand_made']}"
+    assert validate([temporary], files["identity"], data).files[0].status == FAILED_TO_LOAD
+    forced = validate([temporary], files["identity"], data, backend="onnxruntime").files[0]
+    assert forced.status == PASSED and forced.backend == "onnxruntime"

@@ -80,6 +80,7 @@ def validate(
     limit: int | None = None,
     data_options: dict[str, Any] | None = None,
     threads: int | None = None,
+    backend: str | None = None,
     samples: int = 2,
     progress: Callable[[str], None] | None = None,
 ) -> ValidationRun:
@@ -87,7 +88,9 @@ def validate(
 
     ``data``: one spec or several (see :mod:`edgeseg.validate.data`). ``limit``: images per
     domain (None = the whole split). ``data_options``: synthetic dataset options (size, length,
-    seed). ``samples``: images per domain kept for the report's overlays.
+    seed). ``backend``: force the runtime backend of every file (for files whose name does not
+    say their format, e.g. a temporary file); the reference always goes by its suffix.
+    ``samples``: images per domain kept for the report's overlays.
     """
     from edgeseg.errors import EdgesegError
     from edgeseg.runtime import load
@@ -106,9 +109,9 @@ def validate(
 
     results, tallies_by_domain = [], {}
     for path in files:
-        opened = open_file(path, threads)
+        opened = open_file(path, threads, backend)
         result = FileResult(
-            str(path), backend_of(Path(path)),
+            str(path), backend_of(Path(path), backend),
             opened.session.metadata.precision if opened.session else None,
             file_size(Path(path)), opened.status or PASSED, opened.reason,
         )

@@ -21,10 +21,10 @@ def file_size(path: Path) -> int:
     return size
 
 
-def backend_of(path: Path) -> str | None:
+def backend_of(path: Path, forced: str | None = None) -> str | None:
     from edgeseg.runtime import SUFFIX_BACKENDS
 
-    return SUFFIX_BACKENDS.get(path.suffix.lower())
+    return forced or SUFFIX_BACKENDS.get(path.suffix.lower())
 
 
 @dataclass
@@ -37,8 +37,11 @@ class Opened:
     reason: str = ""
 
 
-def open_file(path: str | Path, threads: int | None) -> Opened:
+def open_file(path: str | Path, threads: int | None, backend: str | None = None) -> Opened:
     """``edgeseg.runtime.load`` with its failures turned into a status instead of an exception.
+
+    ``backend`` forces the runtime backend, for a file whose name does not say its format (a
+    temporary file mid-conversion); None picks it from the suffix.
 
     A backend that cannot run on this machine (CoreML off macOS, a library not installed) is
     "cannot run here"; anything else that stops the file from loading is "failed to load".
@@ -47,7 +50,7 @@ def open_file(path: str | Path, threads: int | None) -> Opened:
 
     path = Path(path)
     try:
-        return Opened(path, load(path, threads=threads), None)
+        return Opened(path, load(path, backend=backend, threads=threads), None)
     except BackendUnavailableError as exc:
         return Opened(path, None, CANNOT_RUN_HERE, str(exc))
     except EdgesegError as exc:
