@@ -165,6 +165,8 @@ def argmax_classes(logits: np.ndarray, axis: int) -> np.ndarray:
     """Class index of the largest logit along ``axis`` (0: (K, h, w), 2: (h, w, K)); the first
     class wins ties, like numpy and torch."""
     cv2 = cv2_or_none()
+    if cv2 is not None and logits.dtype == np.float16:
+        logits = logits.astype(np.float32)  # one pass, then the fast path below (exact: fp16 fits)
     if cv2 is not None and logits.shape[axis] <= 255 and logits.dtype in _CV2_ARGMAX_DTYPES:
         if axis == 2:  # (h, w, K) -> (K, h, w): cv2.transpose of the (h*w, K) matrix is the fast copy
             h, w, k = logits.shape
