@@ -5,8 +5,9 @@
 
 1. **train** LR-ASPP MobileNetV3-Small on the synthetic street scenes (AdamW, poly schedule,
    time-capped), keeping the best checkpoint by validation mIoU;
-2. **QAT**: fine-tune it with fake quantization matched to each target's int8 scheme (when this
-   edgeseg has int8 for the target; otherwise int8 comes from post-training quantization);
+2. **QAT**: fine-tune it for one epoch under fake quantization (PT2E, the per-channel int8 scheme
+   the TFLite, ONNX and OpenVINO int8 paths share); every int8 file is converted from it,
+   re-calibrated, and gated against the float checkpoint (if QAT fails, int8 comes from PTQ);
 3. **convert** the float and the int8 model to every target that runs here (ONNX Runtime,
    LiteRT/TFLite, OpenVINO; CoreML converts on Linux but runs on macOS only: ``--targets coreml``
    adds it, reported as not verifiable here); each file is checked against PyTorch before it is kept;
@@ -45,7 +46,7 @@ class Plan:
     batch_size: int
     train_images: int | None  # synthetic training set length (None: the dataset default, 2000)
     eval_images: int  # validation images per evaluation during training
-    qat_iters: int  # fake-quantization fine-tuning steps
+    qat_images: int  # images of the one fake-quantization fine-tuning epoch
     calib_images: int  # calibration images of post-training quantization and of QAT's observers
     val_images: int  # held-out images the harness scores every file on
     bench_runs: int  # timed rounds per file (round robin)
@@ -54,12 +55,12 @@ class Plan:
 
 FULL = Plan(
     model="lraspp_mobilenetv3_small", tiny_widths=False, size=(128, 256), train_iters=600,
-    train_minutes=5.5, batch_size=8, train_images=None, eval_images=50, qat_iters=60,
+    train_minutes=5.5, batch_size=8, train_images=None, eval_images=50, qat_images=256,
     calib_images=32, val_images=100, bench_runs=30, bench_warmup=5,
 )
 TINY = Plan(
     model="lraspp_mobilenetv3_small", tiny_widths=True, size=(64, 64), train_iters=6,
-    train_minutes=None, batch_size=4, train_images=32, eval_images=4, qat_iters=2,
+    train_minutes=None, batch_size=4, train_images=32, eval_images=4, qat_images=8,
     calib_images=4, val_images=4, bench_runs=3, bench_warmup=1,
 )
 
@@ -157,19 +158,27 @@ def train_model(plan: Plan, out: Path, progress: Progress, quiet: bool, outcome:
 
 def qat_model(best: Path, plan: Plan, out: Path, quantized: list[str], progress: Progress,
               outcome: Outcome) -> Path | None:
-    """Fine-tune ``best`` with fake quantization; None (stage skipped) where QAT is unavailable."""
+    """Fine-tune ``best`` under fake quantization (one checkpoint for every int8 target)."""
     import importlib.util
 
     stage = outcome.stages[-1]
     if not quantized:
-        stage.status, stage.detail = "skipped", "no target converts int8 in this edgeseg build"
+        stage.detail = "no target converts int8 in this edgeseg build"
     elif importlib.util.find_spec("edgeseg.quantization.qat") is None:
+        stage.detail = "this edgeseg build has no QAT (edgeseg.quantization.qat): int8 comes from PTQ"
+    if stage.detail:
         stage.status = "skipped"
-        stage.detail = "this edgeseg build has no QAT yet (issue 7): the int8 files use post-training quantization"
-    if stage.status == "skipped":
         progress.say(stage.detail)
         return None
-    raise NotImplementedError("QAT stage: wire edgeseg.quantization.qat here")
+    from edgeseg.quantization.qat import QatConfig, qat_finetune
+
+    # "all": the PT2E scheme shared by the TFLite, ONNX and OpenVINO int8 paths.
+    cfg = QatConfig(target="all" if len(quantized) > 1 else quantized[0], epochs=1,
+                    train_images=plan.qat_images, batch_size=plan.batch_size)
+    result = qat_finetune(best, cfg, out / "qat" / "qat.safetensors")
+    stage.detail = f"{result.steps} steps, loss {result.losses[-1]:.3f}"
+    progress.say(f"{stage.detail}; checkpoint {result.checkpoint}")
+    return Path(result.checkpoint)
 
 
 def int8_options(plan: Plan, reference: Path) -> dict:
