@@ -275,15 +275,16 @@ def write_summary(outcome: Outcome, out: Path) -> Path:
         "| stage | status | time | detail |", "|---|---|---|---|",
     ]
     lines += [f"| {s.name} | {s.status} | {s.seconds:.0f} s | {s.detail} |" for s in outcome.stages]
-    lines += ["", "| file | target | precision | status | mIoU (ref) | agreement | predict p50 / p99 ms |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| file | target | precision | status | MB | mIoU (float ref) | agreement | predict p50 / p99 ms |",
+              "|---|---|---|---|---|---|---|---|"]
     for f in outcome.files:
         v, lat = f.get("validation", {}), f.get("latency_ms", {})
         miou = f"{v['miou']:.1f} ({v['reference_miou']:.1f})" if v.get("reference_miou") is not None else "-"
         agree = f"{100 * v['agreement']:.2f}%" if v.get("agreement") is not None else "-"
         timing = f"{lat['predict_p50']:.1f} / {lat['predict_p99']:.1f}" if lat else "-"
-        status = v.get("status", f["status"]) if f["status"] != "failed" or "validation" in f else f["status"]
-        lines.append(f"| {Path(f['path']).name} | {f['target']} | {f['precision']} | {status} | {miou} | {agree} | {timing} |")
+        status = v.get("status") or f["status"]  # the harness's verdict, else the conversion's
+        size = f"{v['size_bytes'] / 1e6:.2f}" if v.get("size_bytes") else "-"
+        lines.append(f"| {Path(f['path']).name} | {f['target']} | {f['precision']} | {status} | {size} | {miou} | {agree} | {timing} |")
     errors = [f"- {Path(f['path']).name}: {f['error']}" for f in outcome.files if "error" in f]
     if errors:
         lines += ["", "Errors:", *errors]
