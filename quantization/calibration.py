@@ -51,3 +51,16 @@ def calibration_inputs(spec: str, count: int, meta: ModelMetadata, dtype: np.dty
     # Spread the picks over the whole split (a folder's first files are often one sequence).
     picks = np.linspace(0, len(dataset) - 1, count).round().astype(int)
     return [prepare(dataset[int(i)].image, bgr=False)[0].copy() for i in picks]
+
+
+def labelled_inputs(spec: str, count: int, meta: ModelMetadata) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``count`` (graph input, label mask at model size) pairs from ``spec`` (QAT fine-tuning data)."""
+    import cv2
+
+    name, split = split_spec(spec)
+    dataset = open_dataset(name, split, meta.input_size, count)
+    inputs = calibration_inputs(spec, min(count, len(dataset)), meta)
+    picks = np.linspace(0, len(dataset) - 1, len(inputs)).round().astype(int)
+    height, width = meta.input_size
+    masks = [cv2.resize(dataset[int(i)].mask, (width, height), interpolation=cv2.INTER_NEAREST) for i in picks]
+    return list(zip(inputs, masks))

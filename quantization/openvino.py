@@ -3,8 +3,9 @@
 
 The float model goes through ``ov.convert_model`` on the PyTorch module (TorchScript frontend),
 whose op names carry the module path (``__module.net.backbone.3/aten::_convolution/...``): that is
-how ``--keep-float`` layers become an NNCF ``IgnoredScope``. NNCF's CPU preset is symmetric int8
-weights per channel and per-tensor activations, the scheme of the CPU plugin's int8 kernels.
+how ``--keep-float`` layers become an NNCF ``IgnoredScope``. Preset MIXED: symmetric int8 weights
+per channel, asymmetric int8 activations per tensor (the CPU plugin runs both), which is also the
+TFLite and ONNX scheme, so one PT2E QAT run (``edgeseg qat``) mirrors all three.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def export(graph, files: tuple[Path, ...], options) -> None:
     check_layers(net, quant.keep_float)
     graph.metadata = graph.metadata.replace(extra={**graph.metadata.extra, "quantization": {
         "scheme": "NNCF " + ("quantize_with_accuracy_control" if quant.accuracy_control else "quantize")
-        + ", int8 per-channel symmetric weights, int8 per-tensor activations", **quant.describe()}})
+        + " (MIXED preset), int8 per-channel symmetric weights, int8 per-tensor asymmetric activations", **quant.describe()}})
     inputs = calibration_inputs(quant.calibration, quant.calib_size, graph.metadata, graph.sample.numpy().dtype)
     model = float_model(graph)
     quantized = quantize_model(model, inputs, ignored_layers=quant.keep_float,
@@ -72,7 +73,7 @@ def quantize_model(model: ov.Model, inputs: list[np.ndarray], *, ignored_layers=
 
     dataset = nncf.Dataset(inputs)
     scope = ignored_scope(tuple(ignored_layers))
-    common = {"subset_size": len(inputs), "preset": nncf.QuantizationPreset.PERFORMANCE,
+    common = {"subset_size": len(inputs), "preset": nncf.QuantizationPreset.MIXED,
               **({"ignored_scope": scope} if scope else {})}
     if not accuracy_control:
         return nncf.quantize(model, dataset, **common)

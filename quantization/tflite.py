@@ -36,10 +36,12 @@ def quantizer(keep_float: tuple[str, ...] = (), *, qat: bool = False):
     return q
 
 
-def export_program(module: nn.Module, graph) -> nn.Module:
-    """The graph as a torch.export GraphModule with named outputs (what PT2E prepares)."""
+def export_program(module: nn.Module, graph, batch: int = 1) -> nn.Module:
+    """The graph as a torch.export GraphModule with named outputs (what PT2E prepares), for
+    inputs of ``batch`` images (QAT trains on batches; the file itself takes one image)."""
     named = _NamedOutputs(module, graph.output_names).eval()
-    return torch.export.export(named, (), {graph.input_name: graph.sample}, strict=False).module()
+    sample = graph.sample.expand(batch, *graph.sample.shape[1:]).contiguous()
+    return torch.export.export(named, (), {graph.input_name: sample}, strict=False).module()
 
 
 def prepare_ptq(graph, keep_float: tuple[str, ...], inputs: list[np.ndarray]):
