@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "predict": "edgeseg.cli.predict:predict",
     "convert": "edgeseg.cli.convert:convert",
     "train": "edgeseg.cli.train:train",
+    "qat": "edgeseg.cli.qat:qat",
+    "int8-report": "edgeseg.cli.qat:int8_report",
     "validate": "edgeseg.cli.validate:validate",
     "bench": "edgeseg.cli.bench:bench",
     "demo": "edgeseg.cli.demo:demo",

@@ -1,0 +1,95 @@
+"""``edgeseg qat`` (fine-tune under the target's fake quantization, then write gated int8 files)
+and ``edgeseg int8-report`` (which layers cost most in int8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeseg.cli.options import parse_size
+
+
+def quant_options(calibration: str, calib_size: int, io: str, keep_float: list[str] | None,
+                  accuracy_control: bool, coreml_mode: str, max_miou_drop: float, gate_images: int):
+    """The int8 flags shared by ``edgeseg convert --precision int8`` and ``edgeseg qat``."""
+    from edgeseg.quantization.options import QuantOptions
+
+    return QuantOptions(
+        calibration=calibration, calib_size=calib_size, io=io, keep_float=tuple(keep_float or ()),
+        accuracy_control=accuracy_control, coreml_mode=coreml_mode, max_miou_drop=max_miou_drop,
+        gate_images=gate_images,
+    )
+
+
+CALIBRATION = typer.Option("synthetic:train", "--calibration", help="Calibration images: synthetic:train or folder:PATH.")
+CALIB_SIZE = typer.Option(64, "--calib-size", help="Number of calibration images.")
+IO = typer.Option("float", "--io", help="TFLite: image input and output type, float, int8 or uint8.")
+KEEP_FLOAT = typer.Option(None, "--keep-float", help="A layer to leave in float (repeat); names from `edgeseg int8-report`.")
+ACCURACY_CONTROL = typer.Option(False, "--accuracy-control", help="OpenVINO: nncf.quantize_with_accuracy_control.")
+COREML_MODE = typer.Option("w8a8", "--coreml-mode", help="CoreML: w8a8, weights (int8 weights only) or palette.")
+MAX_MIOU_DROP = typer.Option(1.0, "--max-miou-drop", help="Gate: mIoU points the int8 file may lose vs float.")
+GATE_IMAGES = typer.Option(32, "--gate-images", help="Gate: labelled images scored (val split of --calibration).")
+
+
+def qat(
+    checkpoint: str = typer.Argument(..., help="A float edgeseg .safetensors checkpoint."),
+    target: str = typer.Option(..., "--target", help="tflite, onnx, openvino, coreml, or all (one QAT checkpoint, every target)."),
+    epochs: int = typer.Option(1, "--epochs", help="Passes over the fine-tuning images."),
+    train_data: str = typer.Option("synthetic:train", "--train-data", help="Labelled fine-tuning images."),
+    train_images: int = typer.Option(256, "--train-images", help="Number of fine-tuning images."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate."),
+    out_dir: Optional[str] = typer.Option(None, "--out-dir", help="Where the QAT checkpoint and int8 files go (default: beside the checkpoint)."),  # noqa: UP007
+    calibration: str = CALIBRATION,
+    calib_size: int = CALIB_SIZE,
+    io: str = IO,
+    keep_float: Optional[list[str]] = KEEP_FLOAT,  # noqa: UP007
+    accuracy_control: bool = ACCURACY_CONTROL,
+    coreml_mode: str = COREML_MODE,
+    max_miou_drop: float = MAX_MIOU_DROP,
+    gate_images: int = GATE_IMAGES,
+) -> None:
+    """Fine-tune with fake quantization mirroring the target's int8 scheme, then convert and gate."""
+    from edgeseg.quantization.qat import QatConfig, qat_and_convert
+
+    cfg = QatConfig(target, epochs, train_data, train_images, batch_size, lr)
+    quant = quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode, max_miou_drop, gate_images)
+    result, files = qat_and_convert(checkpoint, cfg, quant, out_dir or Path(checkpoint).parent)
+    typer.echo(f"QAT: {result.steps} steps in {result.seconds:.0f} s, loss per epoch "
+               f"{', '.join(f'{v:.3f}' for v in result.losses)}; weights in {result.checkpoint}")
+    failed = False
+    for name, outcome in files.items():
+        if isinstance(outcome, Exception):
+            failed = True
+            typer.echo(f"{name}: NOT written: {outcome}")
+            continue
+        converted = outcome.files[0]
+        typer.echo(f"{name}: wrote {converted.path}\n  {converted.report.summary()}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def int8_report(
+    checkpoint: str = typer.Argument(..., help="A float edgeseg .safetensors checkpoint."),
+    calibration: str = CALIBRATION,
+    calib_size: int = typer.Option(8, "--calib-size", help="Images the layers are scored on."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW (default: the checkpoint's)."),  # noqa: UP007
+    top: int = typer.Option(15, "--top", help="Layers listed."),
+    out: Optional[str] = typer.Option(None, "--out", help="Also write the report as Markdown here."),  # noqa: UP007
+) -> None:
+    """Per-layer int8 sensitivity: each layer alone in int8, the logits' SQNR against float."""
+    from edgeseg.checkpoint import load_model
+    from edgeseg.fileio import write_text_atomic
+    from edgeseg.quantization.calibration import calibration_inputs
+    from edgeseg.quantization.sensitivity import layer_sensitivity, report_markdown
+
+    model = load_model(checkpoint)
+    meta = model.metadata.replace(input_size=parse_size(input_size)) if input_size else model.metadata
+    results = layer_sensitivity(model, calibration_inputs(calibration, calib_size, meta))
+    text = report_markdown(results, top)
+    typer.echo(text)
+    typer.echo("Leave the worst in float with --keep-float LAYER (repeat the flag).")
+    if out:
+        write_text_atomic(out, f"# int8 sensitivity of {checkpoint}\n\n{text}\n")
