@@ -118,6 +118,31 @@ class _Drawer:
         return image
 
 
+class _Segmenter:
+    """Per frame: predict, measure, smooth, draw. Keeps the numbers the summary reports."""
+
+    def __init__(self, session, options: DemoOptions):
+        self.session, self.options = session, options
+        self.drawer = _Drawer(session, options)
+        self.smoother = TemporalSmoother(options.smooth) if options.smooth > 1 else None
+        self.raw_flicker, self.smooth_flicker, self.rate = FlickerMeter(), FlickerMeter(), RateMeter()
+        self.predict_s: list[float] = []
+        self.capture_s: list[float] = []
+
+    def __call__(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        """(mask, annotated BGR frame)."""
+        start = time.perf_counter()
+        mask = self.session.predict(frame.image, bgr=True, domain=self.options.domain)
+        self.predict_s.append(time.perf_counter() - start)
+        flicker = self.raw_flicker.update(mask)
+        if self.smoother is not None:
+            mask = self.smoother(mask)
+            self.smooth_flicker.update(mask)
+        self.capture_s.append(time.monotonic() - frame.timestamp)
+        self.rate.tick()
+        return mask, self.drawer(frame, mask, self.rate.fps, 1000 * self.predict_s[-1], flicker)
+
+
 def run_demo(session, source: FrameSource, options: DemoOptions = DemoOptions(), *,
              on_frame: Callable[[Frame, np.ndarray], None] | None = None) -> DemoSummary:
     """Segment every frame of ``source`` with ``session`` (an ``edgeseg.runtime`` session).
@@ -125,33 +150,20 @@ def run_demo(session, source: FrameSource, options: DemoOptions = DemoOptions(),
     ``on_frame(frame, mask)`` is called with each frame's mask (after smoothing, when on).
     """
     options.check()
-    drawer = _Drawer(session, options)
-    smoother = TemporalSmoother(options.smooth) if options.smooth > 1 else None
-    raw_flicker, smooth_flicker, rate = FlickerMeter(), FlickerMeter(), RateMeter()
-    predict_s: list[float] = []
-    capture_s: list[float] = []
+    segment = _Segmenter(session, options)
     ended, frame_size, done = END_OF_STREAM, None, 0  # done: frames fully drawn and written
     with contextlib.ExitStack() as stack:
         video = stack.enter_context(video_output(options.out, source.fps)) if options.out else None
-        window = Window(f"edgeseg: {drawer.caption}") if options.show else None
+        window = Window(f"edgeseg: {segment.drawer.caption}") if options.show else None
         if window is not None:
             stack.callback(window.close)
         start = time.perf_counter()
         try:
             for frame in source:
                 frame_size = frame.image.shape[:2]
-                t0 = time.perf_counter()
-                mask = session.predict(frame.image, bgr=True, domain=options.domain)
-                predict_s.append(time.perf_counter() - t0)
-                flicker = raw_flicker.update(mask)
-                if smoother is not None:
-                    mask = smoother(mask)
-                    smooth_flicker.update(mask)
-                capture_s.append(time.monotonic() - frame.timestamp)
-                rate.tick()
+                mask, drawn = segment(frame)
                 if on_frame is not None:
                     on_frame(frame, mask)
-                drawn = drawer(frame, mask, rate.fps, 1000 * predict_s[-1], flicker)
                 if video is not None:
                     video.write(drawn)
                 done += 1
@@ -167,7 +179,8 @@ def run_demo(session, source: FrameSource, options: DemoOptions = DemoOptions(),
     return DemoSummary(
         model=str(session.backend.path), source=f"{source.kind} {source.target}", frames=done,
         seconds=seconds, mean_fps=done / seconds if seconds > 0 else 0.0,
-        predict=LatencySummary.of(predict_s), capture_to_mask=LatencySummary.of(capture_s),
-        flicker=raw_flicker.rate, flicker_smoothed=smooth_flicker.rate if smoother else None,
+        predict=LatencySummary.of(segment.predict_s), capture_to_mask=LatencySummary.of(segment.capture_s),
+        flicker=segment.raw_flicker.rate,
+        flicker_smoothed=segment.smooth_flicker.rate if segment.smoother else None,
         ended=ended, out=str(options.out) if options.out else None, frame_size=frame_size,
     )
