@@ -189,9 +189,16 @@ def build_files(folder: Path, *, tflite: bool = True) -> dict[str, Path]:
     return files
 
 
+_BUILT: dict[str, dict[str, Path]] = {}
+
+
 @pytest.fixture(scope="session")
 def model_files(tmp_path_factory) -> dict[str, Path]:
-    return build_files(tmp_path_factory.mktemp("runtime_models"))
+    # Each test module imports this fixture, which makes it one fixture per module to pytest;
+    # the module-level cache builds the files once per process all the same.
+    if "files" not in _BUILT:
+        _BUILT["files"] = build_files(tmp_path_factory.mktemp("runtime_models"))
+    return _BUILT["files"]
 
 
 def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
