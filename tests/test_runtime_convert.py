@@ -10,7 +10,6 @@ own add_tflite_metadata); the benchmark converts every target with edgeseg.conve
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from test_runtime_files import SIZE, random_image, tiny_model
 
