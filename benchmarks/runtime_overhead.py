@@ -136,8 +136,19 @@ def main() -> None:
         )
     for target, why in skipped.items():
         lines.append(f"| {target} | - | - | - | - | - | - | - | - | skipped: {why} |")
-    lines += ["", "Reproduce: `nice -n 10 python benchmarks/runtime_overhead.py` "
-              "(pre and post are also timed alone in the same loop; they are not subtracted from predict).", ""]
+    lines += [
+        "",
+        "pre = resize of the 720p frame to the input + one table lookup per channel (normalize, "
+        "quantize, layout); post = class argmax over the logits (numpy/OpenCV, when not in the graph) "
+        "+ nearest resize of the mask to 720p. With logits out, post is dominated by the argmax over "
+        f"{CLASSES} x {SIZE[0]} x {SIZE[1]} floats (memory-bound, single-threaded), and NHWC logits "
+        "need a transpose first; compare predict across rows for end-to-end cost, since an argmax "
+        "inside the graph moves that work into invoke.",
+        "",
+        "Reproduce: `nice -n 10 python benchmarks/runtime_overhead.py` "
+        "(pre and post are also timed alone in the same loop; they are not subtracted from predict).",
+        "",
+    ]
     RESULTS.mkdir(exist_ok=True)
     write_json_atomic(RESULTS / "runtime_overhead.json", report)
     write_text_atomic(RESULTS / "runtime_overhead.md", "\n".join(lines))
