@@ -36,6 +36,8 @@ def snapshot(checkpoint: Path, label: str) -> tuple[Path, bool]:
     is the same bytes as last time, so the cached conversions of it are still valid."""
     folder = CACHE / label
     copy, stamp = folder / "reference.safetensors", folder / "reference.sha256"
+    if not checkpoint.is_file():  # being retrained right now: validate the last snapshot again
+        return copy, True
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     if copy.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
         return copy, True
@@ -81,6 +83,15 @@ def conversions_markdown(rows: list[dict]) -> list[str]:
     return lines
 
 
+def summary_line(rows: list[dict], run) -> str:
+    from collections import Counter
+
+    converted = sum(1 for r in rows if not r["result"].startswith("conversion failed"))
+    statuses = Counter(f.status for f in run.files)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+    return f"**{converted} of {len(rows)} conversions kept; validation of the kept files and the checkpoint: {counts}.**"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", help="edgeseg .safetensors checkpoint (repeat)")
@@ -99,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     given = [Path(c).resolve() if args.checkpoint else ROOT / c for c in (args.checkpoint or DEFAULT_CHECKPOINTS)]
     os.chdir(ROOT)  # reports name files relative to the repository
     checkpoints = [c.relative_to(ROOT) if c.is_relative_to(ROOT) else c for c in given]
-    missing = [str(c) for c in checkpoints if not c.is_file()]
+    missing = [str(c) for c in checkpoints if not c.is_file() and not (CACHE / c.parent.name / "reference.safetensors").is_file()]
     if missing:
         print(f"missing checkpoints {missing}: run benchmarks/train_synthetic.py first, or pass --checkpoint", file=sys.stderr)
         return 2
@@ -124,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         environment = timing.environment
         written = write_report(RESULTS, validation=run, bench=timing, name=f"validate_zoo_{label}")
         summary["models"].append({
-            "checkpoint": str(source), "snapshot": str(checkpoint), "model": header["model"],
+            "checkpoint": str(source), "snapshot": str(checkpoint),
+            "snapshot_sha256": (CACHE / label / "reference.sha256").read_text().strip(), "model": header["model"],
             "input_size": list(metadata.input_size), "domains": [d.name for d in metadata.domains],
             "conversions": rows, "report": report_dict(run, timing),
         })
@@ -132,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             f"## `{label}`: {header['model']} at {metadata.input_size[0]}x{metadata.input_size[1]}", "",
             f"Checkpoint `{source}` (validated from its copy `{checkpoint}`); full report with plots: "
             f"`{written.html.name}`.", "",
+            summary_line(rows, run), "",
             "### Conversions", "", *conversions_markdown(rows), "",
             *["#" + line if line.startswith("## ") else line for line in accuracy_markdown(run)],
             *["#" + line if line.startswith("## ") else line for line in latency_markdown(timing)],
