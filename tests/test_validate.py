@@ -213,3 +213,10 @@ def test_backend_can_be_forced_for_a_file_without_its_suffix(files):
     assert validate([temporary], files["identity"], data).files[0].status == FAILED_TO_LOAD
     forced = validate([temporary], files["identity"], data, backend="onnxruntime").files[0]
     assert forced.status == PASSED and forced.backend == "onnxruntime"
+
+
+def test_a_reference_of_another_model_fails_every_file(files):
+    other = colour_onnx(files["root"] / "other.onnx", {"a": IDENTITY})  # one head named 'a'
+    run = validate([files["identity"]], other, f"folder:{files['hand_made']}")
+    assert run.files[0].status == FAILED_VALIDATION
+    assert "give the checkpoint this file was converted from" in run.files[0].reason

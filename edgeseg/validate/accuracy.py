@@ -190,6 +190,11 @@ def _domain_result(tally: _Tally, domain, spec: DataSpec, count, classes, ref_sc
     )
     if tally.error:
         result.gate_failures.append(tally.error)
+    elif ref_scores is None and domain is None:
+        result.gate_failures.append(
+            f"the reference predicts other classes than this file's {list(classes)}; give the "
+            "checkpoint this file was converted from as the reference"
+        )
     elif ref_scores is None:
         result.gate_failures.append(
             f"no PyTorch reference for domain {domain!r}: the reference checkpoint cannot predict it "
