@@ -50,6 +50,8 @@ def read_metadata(files: tuple[Path, ...]) -> str | None:
 def load(files: tuple[Path, ...], graph) -> Callable[[np.ndarray], list[np.ndarray]]:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])
+    settings = ort.SessionOptions()
+    settings.intra_op_num_threads = 1  # verification is small; leave the cores to others
+    session = ort.InferenceSession(str(files[0]), settings, providers=["CPUExecutionProvider"])
     names = list(graph.output_names)
     return lambda x: session.run(names, {graph.input_name: x})
