@@ -1,4 +1,7 @@
-"""``edgeseg bench``: latency of model files, measured interleaved (round robin)."""
+"""``edgeseg bench``: latency of model files, measured interleaved (round robin).
+
+Exit status: 0 every file was measured; 1 a file failed to load or cannot run on this machine.
+"""
 
 from __future__ import annotations
 

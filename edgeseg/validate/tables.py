@@ -9,7 +9,11 @@ Table = tuple[list[str], list[list[str]]]
 
 
 def fmt(value: float | None, spec: str = ".2f", scale: float = 1.0) -> str:
-    return "n/a" if value is None or value != value else format(value * scale, spec)
+    if value is None or value != value:
+        return "n/a"
+    text = format(value * scale, spec)
+    # A tiny negative rounds to "-0.00"; a reader takes the sign as a real loss.
+    return format(0.0, spec) if text.startswith("-") and float(text) == 0 else text
 
 
 def megabytes(size: int | None) -> str:
