@@ -18,12 +18,14 @@ from pathlib import Path
 import coremltools as ct
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.converters.coreml import MIN_TARGET, cannot_run_note, load, read_metadata  # noqa: F401
 from edgeseg.converters.coreml import export as export_float
 from edgeseg.metadata import METADATA_KEY
 from edgeseg.quantization.calibration import calibration_inputs
+from edgeseg.quantization.errors import QuantizationError
 from edgeseg.quantization.gate import gate_int8_file
 from edgeseg.quantization.layers import check_layers, graph_path, reference_model
 
@@ -48,27 +50,52 @@ def quantizer_config(keep_float: tuple[str, ...], *, qat_steps: int = 0):
                                  module_name_configs={graph_path(layer): None for layer in keep_float})
 
 
-def prepare(module: nn.Module, sample: torch.Tensor, keep_float: tuple[str, ...], *, qat_steps: int = 0):
+class FxTraceable(nn.Module):
+    """The network's forward without its Python input checks, which torch.fx (what
+    LinearQuantizer traces with) refuses: encoder -> decoder -> upsample to a fixed size."""
+
+    def __init__(self, net: nn.Module, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.net = net
+        self.size = tuple(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net.decoder(self.net.encoder(x))
+        return F.interpolate(logits, size=self.size, mode="bilinear", align_corners=False)
+
+
+def prepare(net: nn.Module, size: tuple[int, int], sample: torch.Tensor, keep_float: tuple[str, ...], *, qat_steps: int = 0):
+    """LinearQuantizer on the float network: (module with fake quantization, quantizer)."""
     from coremltools.optimize.torch.quantization import LinearQuantizer
 
-    # LinearQuantizer traces with torch.fx, which refuses the models' Python input checks; the
-    # torch.export graph is the same network as straight-line code.
-    flat = torch.export.export(module, (sample,), strict=False).module()
-    quantizer = LinearQuantizer(flat, quantizer_config(keep_float, qat_steps=qat_steps))
-    prepared = quantizer.prepare(example_inputs=(sample,), inplace=False)
+    quantizer = LinearQuantizer(FxTraceable(net, size), quantizer_config(keep_float, qat_steps=qat_steps))
+    try:
+        prepared = quantizer.prepare(example_inputs=(sample,), inplace=False)
+    except Exception as exc:  # torch.fx cannot trace the encoder (SegFormer's attention reshapes)
+        raise QuantizationError(
+            f"coremltools' LinearQuantizer cannot trace {type(net).__name__} with torch.fx "
+            f"({type(exc).__name__}: {str(exc)[:200]}); use --coreml-mode weights or palette "
+            "(weight-only, no tracing), or another target for full int8"
+        ) from exc
     quantizer.step()
     return prepared, quantizer
 
 
 def calibrate_w8a8(graph, keep_float: tuple[str, ...], inputs: list[np.ndarray]) -> nn.Module:
-    prepared, quantizer = prepare(graph.module, graph.sample, keep_float)
+    """The export graph with its network replaced by the calibrated, finalized W8A8 network."""
+    from edgeseg.converters.wrapper import ExportWrapper
+
+    net = graph.module.net
+    sample = torch.from_numpy(inputs[0])
+    prepared, quantizer = prepare(net, graph.metadata.input_size, sample, keep_float)
     prepared.train()  # observers record in training mode; no optimizer step changes a weight
     freeze_batchnorm(prepared)
     with torch.no_grad():
         for x in inputs:
             prepared(torch.from_numpy(x))
     prepared.eval()
-    return quantizer.finalize(prepared, inplace=False)
+    quantized = quantizer.finalize(prepared, inplace=False)
+    return ExportWrapper(quantized, graph.metadata).eval()
 
 
 def freeze_batchnorm(module: nn.Module) -> None:

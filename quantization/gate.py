@@ -22,12 +22,16 @@ def gate_int8_file(path: Path, reference_model, options: QuantOptions):
     """
     from edgeseg.validate import CANNOT_RUN_HERE, PASSED, Gates, validate
 
+    from edgeseg.checkpoint import read_checkpoint_header
+
     gates = Gates(max_miou_drop=options.max_miou_drop, min_agreement=options.min_agreement)
     with tempfile.TemporaryDirectory(prefix="edgeseg-gate-") as scratch:
         reference = options.reference or _save_reference(reference_model, Path(scratch))
+        # Synthetic gate images are drawn at the model's size (no resize blur in the scores).
+        size = tuple(read_checkpoint_header(reference)[1].input_size)
         run = validate(
             [path], reference, options.gate_spec, gates=gates, limit=options.gate_images,
-            data_options={"size": tuple(reference_model.metadata.input_size)}, threads=1, samples=0,
+            data_options={"size": size}, threads=1, samples=0,
         )
     result = run.files[0]
     if result.status == CANNOT_RUN_HERE:

@@ -71,7 +71,7 @@ def qat_finetune(checkpoint: str | Path, cfg: QatConfig, out: str | Path, *, kee
     from edgeseg.converters import TARGETS
     from edgeseg.converters.options import ExportOptions
     from edgeseg.converters.wrapper import build_graphs
-    from edgeseg.quantization.batchnorm import folded_copy, unfold_into
+    from edgeseg.quantization.batchnorm import conv_bn_pairs, folded_copy, unfold_into
     from edgeseg.quantization.calibration import labelled_inputs
     from edgeseg.quantization.layers import check_layers
 
@@ -87,7 +87,7 @@ def qat_finetune(checkpoint: str | Path, cfg: QatConfig, out: str | Path, *, kee
     t0 = time.perf_counter()
     steps, losses = _train(fake_quant, data, cfg)
     seconds = time.perf_counter() - t0
-    _copy_weights(fake_quant, trainee)
+    _copy_weights(fake_quant, trainee, conv_bn_pairs(model, graph.sample) if cfg.scheme == "coreml" else [])
     if pairs:
         unfold_into(model, trainee, pairs)
     info = {**asdict(cfg), "scheme": cfg.scheme, "keep_float": list(keep_float), "steps": steps,
@@ -139,7 +139,8 @@ def _prepare(graph, scheme: str, keep_float: tuple[str, ...], batch: int) -> _Lo
     if scheme == "coreml":
         from edgeseg.quantization.coreml import freeze_batchnorm, prepare
 
-        prepared, _ = prepare(graph.module, graph.sample.expand(batch, *graph.sample.shape[1:]).contiguous(), keep_float)
+        sample = graph.sample.expand(batch, *graph.sample.shape[1:]).contiguous()
+        prepared, _ = prepare(graph.module.net, graph.metadata.input_size, sample, keep_float)
         prepared.train()
         freeze_batchnorm(prepared)
         return _Logits(prepared, None, None)
@@ -180,16 +181,27 @@ def _train(module: _Logits, data, cfg: QatConfig) -> tuple[int, list[float]]:
     return steps, losses
 
 
-def _copy_weights(trained: nn.Module, model: nn.Module) -> None:
+def _copy_weights(trained: nn.Module, model: nn.Module, fused_pairs: list[tuple[str, str]] = ()) -> None:
     """Fine-tuned parameters and BN buffers back into the float model, matched by module path
-    (the fake-quantized graph keeps the paths under ``module.net.`` or ``net.``)."""
-    trained_state = {k: v for k, v in trained.state_dict().items()}
+    (the fake-quantized graph keeps the paths under ``net.``; coremltools moves a BN that follows
+    a conv into it, ``<conv>.conv.bn.*`` or ``<conv>.bn.*``, listed in ``fused_pairs``)."""
+    renames = {}
+    for name, module in model.named_modules():  # conv+act fused modules hold the conv as .conv
+        if isinstance(module, nn.Conv2d):
+            renames.update({f"{name}.conv.weight": f"{name}.weight", f"{name}.conv.bias": f"{name}.bias"})
+    for conv, bn in fused_pairs:
+        for stem in (f"{conv}.conv.bn", f"{conv}.bn"):  # conv+BN+act and conv+BN fused modules
+            renames.update({f"{stem}.{p}": f"{bn}.{p}" for p in ("weight", "bias", "running_mean", "running_var")})
+    trained_state = {}
+    for key, value in trained.state_dict().items():
+        path = key.split("net.", 1)[1] if "net." in key else key
+        trained_state[renames.get(path, path)] = value
     state = model.state_dict()
     missing = []
     for key in state:
         if key.endswith("num_batches_tracked"):
             continue  # a training counter; eval-mode BN does not read it
-        match = next((v for k, v in trained_state.items() if k.endswith("net." + key)), None)
+        match = trained_state.get(key)
         if match is None or match.shape != state[key].shape:
             missing.append(key)
             continue

@@ -1,0 +1,185 @@
+"""Int8 benchmark: PTQ and QAT per target beside the float model, on trained LR-ASPP
+MobileNetV3-Large and SegFormer-B0 (synthetic street scenes, 128x256).
+
+Stages (``--stages train,quant``):
+- train: each model for ``--minutes`` on ``synthetic:train`` (edgeseg.train, time-capped);
+  checkpoints in runs/bench_int8/<model>/best.safetensors (ignored by git).
+- quant: per target that runs here (TFLite, OpenVINO, ONNX Runtime): fp32 file, PTQ int8 file
+  and QAT int8 file (``--qat-steps`` of fake-quantized fine-tuning mirroring the target's scheme,
+  then converted). Each file is scored by the harness (edgeseg.validate) on the held-out split
+  against the float checkpoint; size on disk; latency of the model call (same backend, same
+  run, fp32 and int8 interleaved, 1 thread, median).
+
+Writes benchmarks/results/int8.{md,json}.
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8.py --stages train --minutes 6
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8.py --stages quant
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "runs" / "bench_int8"
+RESULTS = ROOT / "benchmarks" / "results"
+MODELS = ("lraspp_mobilenetv3_large", "segformer_b0")
+TARGETS = {"tflite": ".tflite", "openvino": ".xml", "onnx": ".onnx"}
+SIZE = (128, 256)
+HELD_OUT = "synthetic:test"  # the test split: never seen by training, calibration or QAT
+
+
+def train_models(minutes: float) -> dict:
+    from edgeseg.train import BEST, TrainConfig, train
+
+    out = {}
+    for name in MODELS:
+        cfg = TrainConfig(
+            model=name, data=("synthetic",), data_options={"size": list(SIZE), "length": 2000}, size=SIZE,
+            optimizer="adamw", lr=4e-3 if name.startswith("lraspp") else 1e-3, weight_decay=1e-4,
+            schedule="poly", warmup_steps=30, scale_range=(0.75, 1.5), iters=100_000, max_minutes=minutes,
+            batch_size=8, workers=1, eval_every=0, eval_limit=50, checkpoint_every=100, seed=0,
+            out=str(RUNS / name),
+        )
+        result = train(cfg, progress=False)
+        out[name] = {"steps": result.step, "seconds": result.seconds, "checkpoint": str(RUNS / name / BEST),
+                     "val": result.final_metrics.get("miou")}
+        print(name, out[name], flush=True)
+    return out
+
+
+def quant_model(name: str, checkpoint: Path, args) -> dict:
+    """fp32, PTQ and QAT int8 files per target for one model: mIoU, size, latency."""
+    from edgeseg.converters import convert
+    from edgeseg.errors import EdgesegError
+    from edgeseg.quantization.options import QuantOptions
+    from edgeseg.quantization.qat import QatConfig, qat_finetune
+    out = RUNS / name / "files"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    qat = qat_finetune(checkpoint, QatConfig("all", epochs=args.qat_epochs, train_images=args.qat_images,
+                                             batch_size=8, lr=args.qat_lr), RUNS / name / "qat.safetensors")
+    row = {"qat": {"steps": qat.steps, "seconds": qat.seconds, "losses": qat.losses}, "targets": {}}
+    print(name, "QAT", row["qat"], f"{time.perf_counter() - t0:.0f} s", flush=True)
+    # The benchmark measures: the convert-time gate is opened wide so every file is kept and scored.
+    measure = QuantOptions(calib_size=args.calib_size, max_miou_drop=100.0, min_agreement=0.0, gate_images=8)
+    for target, suffix in TARGETS.items():
+        files, errors = {}, {}
+        jobs = {"fp32": (checkpoint, "fp32", None), "ptq": (checkpoint, "int8", measure),
+                "qat": (qat.checkpoint, "int8", QuantOptions(**{**vars(measure), "reference": str(checkpoint)}))}
+        for kind, (source, precision, quant) in jobs.items():
+            try:
+                t1 = time.perf_counter()
+                result = convert(source, target, precision=precision, quant=quant, out=out / f"{target}_{kind}{suffix}")
+                files[kind] = result.files[0].path
+                print(name, target, kind, f"{time.perf_counter() - t1:.0f} s", flush=True)
+            except EdgesegError as exc:
+                errors[kind] = str(exc)[:500]
+                print(name, target, kind, "FAILED", str(exc)[:300], flush=True)
+        row["targets"][target] = measure_files(files, checkpoint, errors, args)
+    return row
+
+
+def measure_files(files: dict, checkpoint: Path, errors: dict, args) -> dict:
+    from edgeseg.validate import bench, validate
+
+    if not files:
+        return {"errors": errors}
+    kinds = list(files)
+    run = validate([files[k] for k in kinds], checkpoint, HELD_OUT, limit=args.eval_images,
+                   data_options={"size": SIZE}, threads=1, samples=0)
+    timing = bench([files[k] for k in kinds], threads=1, warmup=5, runs=args.runs, cold_start=False)
+    reference = next(iter(run.reference.values())).scores.miou
+    out = {"reference_miou": 100 * reference, "errors": errors}
+    for kind, scored, timed in zip(kinds, run.files, timing.files):
+        domain = scored.domains[0] if scored.domains else None
+        out[kind] = {
+            "miou": 100 * domain.scores.miou if domain else None,
+            "agreement": domain.agreement if domain else None,
+            "size_bytes": scored.size_bytes,
+            "model_call_p50_ms": timed.model_call.p50 if timed.model_call else None,
+            "status": scored.status,
+        }
+    return out
+
+
+def write_report(state: dict, args) -> None:
+    from edgeseg.fileio import write_json_atomic, write_text_atomic
+
+    lines = [
+        "# Int8: PTQ and QAT per target (CPU)", "",
+        f"Machine: {platform.machine()}, 2 cores shared with other jobs (timings are noisy); 1 thread per "
+        f"backend. Models trained on `synthetic:train` at {SIZE[0]}x{SIZE[1]} for a few minutes each "
+        f"(see steps below), scored on {args.eval_images} images of `{HELD_OUT}` (never used for training, "
+        "calibration or QAT) by the harness (edgeseg.validate) against the float checkpoint in PyTorch.",
+        f"PTQ: {args.calib_size} calibration images of `synthetic:train`. QAT: one QAT checkpoint per model "
+        f"(PT2E fake quantization, per-channel int8 weights, per-tensor int8 activations, BN folded and frozen; "
+        f"{args.qat_images} images x {args.qat_epochs} epoch(s), AdamW lr {args.qat_lr}), then each target's "
+        "int8 path re-calibrated on it. Latency: p50 of the model call, fp32 and int8 files of a target timed "
+        "round robin in the same run.", "",
+        *[f"- {n}: trained {t['steps']} steps of batch 8 in {t['seconds'] / 60:.1f} min" for n, t in state.get("train", {}).items()],
+        "",
+        "Command: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8.py --stages train,quant`", "",
+        "| model | target | float mIoU | fp32 file mIoU | PTQ mIoU | QAT mIoU | QAT - float | int8/fp32 size | int8/fp32 latency | goals (0.5 / 30% / 0.6x) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in state.get("quant", {}).items():
+        for target, t in row["targets"].items():
+            fp32, ptq, qat = t.get("fp32", {}), t.get("ptq", {}), t.get("qat", {})
+            best = qat if qat else ptq
+            ref = t.get("reference_miou")
+            size = best.get("size_bytes", 0) / fp32["size_bytes"] if fp32.get("size_bytes") and best else None
+            lat = (best.get("model_call_p50_ms") / fp32["model_call_p50_ms"]
+                   if fp32.get("model_call_p50_ms") and best.get("model_call_p50_ms") else None)
+            drop = (qat["miou"] - ref) if qat.get("miou") is not None and ref is not None else None
+            goals = [drop is not None and drop >= -0.5, size is not None and size <= 0.30, lat is not None and lat <= 0.6]
+            lines.append(
+                f"| {name} | {target} | {_f(ref)} | {_f(fp32.get('miou'))} | {_f(ptq.get('miou'))} | {_f(qat.get('miou'))} | "
+                f"{_f(drop, '+.2f')} | {_f(size and 100 * size, '.0f')}% | {_f(lat, '.2f')}x | "
+                f"{' / '.join('yes' if g else 'MISS' for g in goals)} |"
+            )
+    lines += ["", "Raw numbers (sizes in bytes, latencies in ms, errors of files that failed): `int8.json`.", ""]
+    lines += state.get("notes", [])
+    write_text_atomic(RESULTS / "int8.md", "\n".join(lines) + "\n")
+    write_json_atomic(RESULTS / "int8.json", state)
+
+
+def _f(value, fmt: str = ".1f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stages", default="train,quant")
+    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--calib-size", type=int, default=64)
+    parser.add_argument("--qat-images", type=int, default=256)
+    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--qat-lr", type=float, default=1e-4)
+    parser.add_argument("--eval-images", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    stages = args.stages.split(",")
+    state_path = RUNS / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if "train" in stages:
+        RUNS.mkdir(parents=True, exist_ok=True)
+        state["train"] = train_models(args.minutes)
+        state_path.write_text(json.dumps(state, indent=1))
+    if "quant" in stages:
+        quant_path = RUNS / "quant.json"  # apart from state.json: a train stage may run beside it
+        quant = json.loads(quant_path.read_text()) if quant_path.exists() else {}
+        for name in args.models.split(","):
+            quant[name] = quant_model(name, RUNS / name / "best.safetensors", args)
+            quant_path.write_text(json.dumps(quant, indent=1))
+            state = json.loads(state_path.read_text()) if state_path.exists() else {}
+            write_report({**state, "quant": quant, "settings": vars(args)}, args)
+
+
+if __name__ == "__main__":
+    main()

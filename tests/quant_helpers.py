@@ -1,0 +1,23 @@
+"""A tiny trained model for the quantization tests: int8 gates need logits that mean something."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SIZE = (64, 64)
+MODEL = "lraspp_mobilenetv3_small"
+
+
+def train_tiny(out: Path, steps: int = 24) -> Path:
+    """Train the tiny LR-ASPP MobileNetV3-Small on 64x64 synthetic scenes; return best.safetensors."""
+    from edgeseg.models import tiny_config
+    from edgeseg.train import BEST, TrainConfig, train
+
+    cfg = TrainConfig(
+        model=MODEL, model_options=tiny_config(MODEL), data=("synthetic",),
+        data_options={"size": list(SIZE), "length": 192}, size=SIZE, scale_range=(1.0, 1.0),
+        optimizer="adamw", lr=5e-3, iters=steps, batch_size=16, workers=0, eval_every=0,
+        eval_limit=8, checkpoint_every=1000, out=str(out),
+    )
+    train(cfg, progress=False)
+    return out / BEST

@@ -1,0 +1,126 @@
+"""Int8 PTQ per target on a tiny trained model: real files converted, run, gated."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeseg.converters import convert
+from edgeseg.errors import ConfigError
+from edgeseg.quantization.errors import AccuracyGateError
+from edgeseg.quantization.options import QuantOptions
+from tests.quant_helpers import SIZE, train_tiny
+
+FAST = dict(calib_size=8, gate_images=8)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return train_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+def _images(count=3, seed=0):
+    from edgeseg.data.synthetic import SyntheticDataset
+
+    data = SyntheticDataset("day", "test", size=SIZE, length=count, seed=seed)
+    return [data[i].image for i in range(count)]
+
+
+def _agreement(a, b, images):
+    return float(np.mean([np.mean(a.predict(im) == b.predict(im)) for im in images]))
+
+
+def test_onnx_int8_is_qdq_per_channel_and_gated(checkpoint, tmp_path):
+    from edgeseg.quantization.gate import gate_int8_file
+    from edgeseg.runtime import load
+
+    result = convert(checkpoint, "onnx", precision="int8", quant=QuantOptions(**FAST), out=tmp_path / "m.onnx")
+    model = onnx.load(str(result.path))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
+    int8_weights = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert int8_weights, "conv weights must be stored as int8"
+    # Per-channel: the weights' DequantizeLinear scales hold one value per output channel.
+    scales = {i.name: i for i in model.graph.initializer}
+    per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+                   and n.input[0] in {w.name for w in int8_weights} and len(scales[n.input[1]].dims) == 1
+                   and scales[n.input[1]].dims[0] > 1]
+    assert per_channel
+    session, reference = load(result.path), load(checkpoint)
+    assert session.metadata.precision == "int8"
+    assert session.metadata.extra["quantization"]["calib_size"] == 8
+    assert _agreement(session, reference, _images()) > 0.9
+    # The gate is really applied: an impossible gate (bit-exact with float) rejects this file.
+    with pytest.raises(AccuracyGateError, match="accuracy gate"):
+        gate_int8_file(result.path, None, QuantOptions(**FAST, reference=str(checkpoint), min_agreement=1.0,
+                                                       max_miou_drop=0.0))
+
+
+def test_openvino_int8_smaller_keep_float_and_failed_gate_leaves_no_file(checkpoint, tmp_path):
+    import openvino as ov
+
+    from edgeseg.runtime import load
+
+    int8 = convert(checkpoint, "openvino", precision="int8", quant=QuantOptions(**FAST), out=tmp_path / "q.xml").files[0]
+    # The fp32 IR's .bin is the float weights (4 bytes each); the int8 one stores int8 weights
+    # plus a scale per output channel (many for a model this narrow).
+    assert int8.companions[0].stat().st_size < 0.75 * 4 * sum(p.numel() for p in _float_params(checkpoint))
+    assert _agreement(load(int8.path), load(checkpoint), _images()) > 0.9
+
+    def fake_quantizers(path):
+        return sum(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(path)).get_ordered_ops())
+
+    kept = convert(checkpoint, "openvino", precision="int8", out=tmp_path / "k.xml",
+                   quant=QuantOptions(**FAST, keep_float=("decoder",))).files[0]
+    assert 0 < fake_quantizers(kept.path) < fake_quantizers(int8.path)
+    with pytest.raises(ConfigError, match="did you mean"):
+        convert(checkpoint, "openvino", precision="int8", quant=QuantOptions(**FAST, keep_float=("decodr",)),
+                out=tmp_path / "x.xml")
+    with pytest.raises(AccuracyGateError):
+        convert(checkpoint, "openvino", precision="int8", out=tmp_path / "strict.xml",
+                quant=QuantOptions(**FAST, min_agreement=1.0, max_miou_drop=0.0))
+    assert not list(tmp_path.glob("strict*")) and not list(tmp_path.glob(".strict*"))
+
+
+def test_tflite_full_int8_io(checkpoint, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeseg.runtime import load
+
+    result = convert(checkpoint, "tflite", precision="int8", quant=QuantOptions(**FAST, io="int8"), out=tmp_path / "m.tflite")
+    interpreter = Interpreter(model_path=str(result.path))
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
+    assert inp["quantization"][0] > 0 and out["quantization"][0] > 0
+    ops = {d["op_name"] for d in interpreter._get_ops_details()}
+    assert "CONV_2D" in ops and "DEPTHWISE_CONV_2D" in ops
+    weights = [t for t in interpreter.get_tensor_details() if t["dtype"] == np.int8 and len(t["shape"]) == 4
+               and len(t["quantization_parameters"]["scales"]) > 1]
+    assert weights, "per-channel int8 conv weights expected"
+    assert result.path.stat().st_size < 0.5 * 4 * sum(p.numel() for p in _float_params(checkpoint))
+    assert _agreement(load(result.path), load(checkpoint), _images()) > 0.9
+
+
+def _float_params(checkpoint):
+    from edgeseg.checkpoint import load_model
+
+    return list(load_model(checkpoint).parameters())
+
+
+def test_int8_options_are_checked_per_target(checkpoint, tmp_path):
+    with pytest.raises(ConfigError, match="TFLite option"):
+        convert(checkpoint, "onnx", precision="int8", quant=QuantOptions(io="int8"), out=tmp_path / "m.onnx")
+    with pytest.raises(ConfigError, match="openvino only"):
+        convert(checkpoint, "tflite", precision="int8", quant=QuantOptions(accuracy_control=True), out=tmp_path / "m.tflite")
+    with pytest.raises(ConfigError, match="--io"):
+        QuantOptions(io="int4")
+    with pytest.raises(ConfigError, match="calib-size"):
+        QuantOptions(calib_size=0)
+    with pytest.raises(ConfigError, match="fewer than --calib-size|holds"):
+        from edgeseg.quantization.calibration import calibration_inputs
+        from edgeseg.checkpoint import read_checkpoint_header
+
+        meta = read_checkpoint_header(checkpoint)[1]
+        calibration_inputs("folder:/nonexistent", 4, meta)
+    assert not list(tmp_path.iterdir())
