@@ -220,3 +220,12 @@ def test_a_reference_of_another_model_fails_every_file(files):
     run = validate([files["identity"]], other, f"folder:{files['hand_made']}")
     assert run.files[0].status == FAILED_VALIDATION
     assert "give the checkpoint this file was converted from" in run.files[0].reason
+
+
+def test_per_domain_file_is_scored_on_its_own_domain(files):
+    head_b = colour_onnx(files["root"] / "head_b.onnx", {None: SWAP_RED_GREEN}, domain_of=("b", "a"))
+    data = [f"a=folder:{files['hand_made']}", f"b=folder:{files['hand_made']}"]
+    run = validate([head_b], files["two_heads"], data)
+    (scored,) = run.files[0].domains
+    assert scored.domain == "b" and scored.agreement == pytest.approx(0.25)
+    assert run.files[0].status == FAILED_VALIDATION and run.files[0].reason.startswith("b: ")

@@ -21,9 +21,10 @@ IDENTITY = np.eye(3, dtype=np.float32)
 SWAP_RED_GREEN = IDENTITY[[1, 0, 2]]  # class 0 and 1 trade places
 
 
-def colour_onnx(path: Path, matrices: dict[str | None, np.ndarray]) -> Path:
+def colour_onnx(path: Path, matrices: dict[str | None, np.ndarray], domain_of: tuple[str, ...] = ()) -> Path:
     """One logits output per entry: ``{None: W}`` is a single-domain file, ``{"a": W1, "b": W2}``
-    a multi-domain file with an output per domain."""
+    a multi-domain file with an output per domain. ``domain_of=("a", "b")`` with ``{None: W}``
+    makes a per-domain file: domain ``a``'s head of a model whose domains are a and b."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -43,7 +44,8 @@ def colour_onnx(path: Path, matrices: dict[str | None, np.ndarray]) -> Path:
     metadata = ModelMetadata(
         model="colour_test", classes=CLASSES, palette=PALETTE, mean=(0, 0, 0), std=(1, 1, 1),
         input_size=(SIZE, SIZE),
-        domains=tuple(DomainInfo(d, CLASSES, PALETTE) for d in domains),
+        domains=tuple(DomainInfo(d, CLASSES, PALETTE) for d in (domains or domain_of)),
+        domain=domain_of[0] if domain_of else None,
         output_names={d: f"logits_{d}" for d in domains},
     )
     helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
