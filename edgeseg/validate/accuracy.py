@@ -129,11 +129,20 @@ def validate(
     for domain, tallies in tallies_by_domain.items():
         _score_domain(run, domain, tallies, ref_session, resolver, limit, samples, say)
     for result in results:
-        if result.status == PASSED:
-            reasons = [f"{d.domain}: {r}" if d.domain else r for d in result.domains for r in d.gate_failures]
-            if reasons:
-                result.status, result.reason = FAILED_VALIDATION, "; ".join(reasons)
+        if result.status == PASSED and any(d.gate_failures for d in result.domains):
+            result.status, result.reason = FAILED_VALIDATION, _reason(result.domains)
     return run
+
+
+def _reason(domains: list[DomainResult]) -> str:
+    """Gate failures of every domain, one clause per distinct failure: "a, b: <why>"."""
+    by_failure: dict[str, list[str]] = {}
+    for d in domains:
+        for failure in d.gate_failures:
+            by_failure.setdefault(failure, []).append(d.domain or "")
+    return "; ".join(
+        f"{', '.join(names)}: {failure}" if any(names) else failure for failure, names in by_failure.items()
+    )
 
 
 def _score_domain(run, domain, tallies, ref_session, resolver, limit, samples, say) -> None:
@@ -197,8 +206,8 @@ def _domain_result(tally: _Tally, domain, spec: DataSpec, count, classes, ref_sc
         )
     elif ref_scores is None:
         result.gate_failures.append(
-            f"no PyTorch reference for domain {domain!r}: the reference checkpoint cannot predict it "
-            "through edgeseg.runtime, so this file cannot be compared"
+            "no PyTorch reference for this domain: the reference checkpoint cannot predict it through "
+            "edgeseg.runtime, so the file cannot be compared on it"
         )
     else:
         result.gate_failures.extend(gates.failures(result.miou_drop, result.agreement, result.class_deltas))

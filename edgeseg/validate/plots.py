@@ -39,26 +39,39 @@ def _png(fig) -> bytes:
 
 
 def accuracy_vs_latency(run: ValidationRun, timing: BenchRun | None) -> bytes:
-    """mIoU per file and domain against p50 predict latency (or file size without a bench)."""
+    """mIoU per file and domain against p50 predict latency (or file size without a bench).
+
+    One colour per file, one marker per domain; hollow markers failed validation.
+    """
+    from matplotlib.lines import Line2D
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for result in run.files:
+    fig, ax = plt.subplots(figsize=(8.5, 4))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    domains = sorted({d.domain or "" for f in run.files for d in f.domains})
+    markers = dict(zip(domains, "os^Dv<>Ph*"))
+    handles = []
+    for index, result in enumerate(r for r in run.files if r.domains):
         timed = timing.result_for(result.path) if timing else None
         if timing and (timed is None or timed.predict is None):
             continue
         x = timed.predict.p50 if timing else result.size_bytes / 1e6
+        colour = colours[index % len(colours)]
         for d in result.domains:
-            label = result.name + (f" [{d.domain}]" if d.domain else "")
-            marker = "o" if result.passed else "x"
-            ax.scatter([x], [100 * d.scores.miou], marker=marker, s=50, label=label)
+            ax.scatter([x], [100 * d.scores.miou], marker=markers[d.domain or ""], s=55, linewidths=1.5,
+                       edgecolors=colour, facecolors=colour if result.passed else "none")
+        handles.append(Line2D([], [], color=colour, lw=6, label=result.name))
+    if any(domains):
+        handles += [Line2D([], [], color="black", marker=m, ls="", label=f"domain {d}" if d else "single head")
+                    for d, m in markers.items()]
     for domain, ref in run.reference.items():
         ax.axhline(100 * ref.scores.miou, ls="--", lw=1, color="grey")
         ax.annotate(f"reference{f' [{domain}]' if domain else ''}", (0.01, 100 * ref.scores.miou),
                     xycoords=("axes fraction", "data"), fontsize=7, color="grey", va="bottom")
     ax.set_xlabel("predict p50 latency (ms)" if timing else "file size (MB); run with a bench for latency")
     ax.set_ylabel("mIoU (%)")
-    ax.set_title("accuracy vs latency (x = failed validation)")
-    ax.legend(fontsize=7, loc="best")
+    ax.set_title("accuracy vs latency (hollow = failed validation)")
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     return _png(fig)
 
