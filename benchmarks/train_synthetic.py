@@ -71,15 +71,15 @@ def seconds_per_step(cfg: TrainConfig, steps: int = 12) -> float:
     return cfg.batch_size / probe.history[-1]["images_per_s"]
 
 
-def part_a(minutes: float, size: tuple[int, int]) -> dict:
+def part_a(minutes: float, size: tuple[int, int], lr: float, run_name: str) -> dict:
     data_options = {"size": list(size), "length": 2000}
     cfg = TrainConfig(
         model="lraspp_mobilenetv3_small", data=("synthetic",), data_options=data_options, size=size,
-        optimizer="adamw", lr=4e-3, weight_decay=1e-4, schedule="poly", warmup_steps=50,
+        optimizer="adamw", lr=lr, weight_decay=1e-4, schedule="poly", warmup_steps=50,
         # Under 2 epochs nothing overfits: no random scale (flip and colour jitter stay).
         scale_range=(1.0, 1.0),
         iters=1, batch_size=4, workers=1, eval_every=0, eval_limit=100, checkpoint_every=200,
-        seed=0, out=str(RUNS / "lraspp_small"),
+        seed=0, out=str(RUNS / run_name),
     )
     per_step = seconds_per_step(cfg)
     # Size the schedule to end inside the budget (evaluations included); max_minutes is the hard cap.
@@ -129,7 +129,7 @@ def write_report(results: dict) -> None:
         "(`--parts a` or `--parts b` re-runs one part and keeps the other's results).", "",
         "## A. LR-ASPP MobileNetV3-Small, 128x256, time-capped", "",
         f"- budget {a['minutes']} min; trained {a['steps_done']} steps of batch {a['config']['batch_size']} in "
-        f"{a['train_seconds'] / 60:.1f} min (loop incl. evaluations), AdamW lr 4e-3 poly, warm-up 50, flip + colour jitter (no random scale), BN momentum 0.1",
+        f"{a['train_seconds'] / 60:.1f} min (loop incl. evaluations), AdamW lr {a['config']['lr']:g} poly, warm-up 50, flip + colour jitter (no random scale), BN momentum 0.1",
         f"- **held-out mIoU {100 * a['held_out']['miou']:.1f}** (200 images, seed {HELD_OUT_SEED}, never used "
         f"in training), pixel accuracy {100 * a['held_out']['pixel_accuracy']:.1f}; goal >= 70",
         f"- training throughput **{np.mean([r['images_per_s'] for r in a['history']]):.1f} images/s** on CPU "
@@ -165,6 +165,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="part A training budget")
     parser.add_argument("--multi-steps", type=int, default=300, help="part B steps")
+    parser.add_argument("--lr", type=float, default=4e-3, help="part A learning rate (AdamW)")
+    parser.add_argument("--run-name", default="lraspp_small", help="part A output folder under runs/bench_train_synthetic/")
     parser.add_argument("--parts", default="a,b", help="parts to run; the others keep their last results")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -174,7 +176,7 @@ def main() -> None:
     results = json.loads(previous.read_text()) if previous.is_file() else {}
     results.update({"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                     "threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__})
-    for part, run in (("a", lambda: part_a(args.minutes, (128, 256))), ("b", lambda: part_b(args.multi_steps, (64, 128)))):
+    for part, run in (("a", lambda: part_a(args.minutes, (128, 256), args.lr, args.run_name)), ("b", lambda: part_b(args.multi_steps, (64, 128)))):
         if part in parts:
             part_start = time.perf_counter()
             results[f"part_{part}"] = run()
