@@ -19,7 +19,7 @@ def check_layers(model: nn.Module, layers: tuple[str, ...]) -> None:
     for layer in layers:
         if layer not in known:
             close = difflib.get_close_matches(layer, known, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; run `edgeseg quantize-report` for the names"
+            hint = f"; did you mean {', '.join(close)}?" if close else "; run `edgeseg int8-report` for the names"
             raise ConfigError(f"--keep-float {layer!r} is not a layer of {type(model).__name__}{hint}")
 
 
