@@ -1,7 +1,7 @@
 """Int8 benchmark: PTQ and QAT per target beside the float model, on trained LR-ASPP
 MobileNetV3-Large and SegFormer-B0 (synthetic street scenes, 128x256).
 
-Stages (``--stages train,quant``):
+Stages (``--stages train,quant``; ``report`` rewrites the report from saved results):
 - train: each model for ``--minutes`` on ``synthetic:train`` (edgeseg.train, time-capped);
   checkpoints in runs/bench_int8/<model>/best.safetensors (ignored by git).
 - quant: per target that runs here (TFLite, OpenVINO, ONNX Runtime): fp32 file, PTQ int8 file
@@ -67,7 +67,8 @@ def quant_model(name: str, checkpoint: Path, args) -> dict:
     print(name, "QAT", row["qat"], f"{time.perf_counter() - t0:.0f} s", flush=True)
     # The benchmark measures: the convert-time gate is opened wide so every file is kept and scored.
     measure = QuantOptions(calib_size=args.calib_size, max_miou_drop=100.0, min_agreement=0.0, gate_images=8)
-    for target, suffix in TARGETS.items():
+    for target in args.targets.split(","):
+        suffix = TARGETS[target]
         files, errors = {}, {}
         jobs = {"fp32": (checkpoint, "fp32", None), "ptq": (checkpoint, "int8", measure),
                 "qat": (qat.checkpoint, "int8", QuantOptions(**{**vars(measure), "reference": str(checkpoint)}))}
@@ -81,7 +82,15 @@ def quant_model(name: str, checkpoint: Path, args) -> dict:
                 errors[kind] = str(exc)[:500]
                 print(name, target, kind, "FAILED", str(exc)[:300], flush=True)
         row["targets"][target] = measure_files(files, checkpoint, errors, args)
+        save(name, row, args)  # after each target: a run stopped early keeps what it measured
     return row
+
+
+def save(name: str, row: dict, args) -> None:
+    (RUNS / f"quant_{name}.json").write_text(json.dumps({**row, "settings": vars(args)}, indent=1))
+    state_path = RUNS / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    write_report({**state, "quant": collect_quant()}, args)
 
 
 def measure_files(files: dict, checkpoint: Path, errors: dict, args) -> dict:
@@ -163,22 +172,29 @@ def main() -> None:
     parser.add_argument("--qat-lr", type=float, default=1e-4)
     parser.add_argument("--eval-images", type=int, default=100)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--targets", default=",".join(TARGETS))
     args = parser.parse_args()
     stages = args.stages.split(",")
     state_path = RUNS / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if "report" in stages:  # rewrite the report from the saved results (parallel runs)
+        write_report({**state, "quant": collect_quant()}, args)
     if "train" in stages:
         RUNS.mkdir(parents=True, exist_ok=True)
         state["train"] = train_models(args.minutes)
         state_path.write_text(json.dumps(state, indent=1))
     if "quant" in stages:
-        quant_path = RUNS / "quant.json"  # apart from state.json: a train stage may run beside it
-        quant = json.loads(quant_path.read_text()) if quant_path.exists() else {}
         for name in args.models.split(","):
-            quant[name] = quant_model(name, RUNS / name / "best.safetensors", args)
-            quant_path.write_text(json.dumps(quant, indent=1))
-            state = json.loads(state_path.read_text()) if state_path.exists() else {}
-            write_report({**state, "quant": quant, "settings": vars(args)}, args)
+            # One file per model (apart from state.json): models may be benchmarked by parallel runs.
+            quant_model(name, RUNS / name / "best.safetensors", args)
+
+
+def collect_quant() -> dict:
+    """Every model's quant results (quant.json from a run over several models, quant_<model>.json)."""
+    merged = json.loads((RUNS / "quant.json").read_text()) if (RUNS / "quant.json").exists() else {}
+    for path in sorted(RUNS.glob("quant_*.json")):
+        merged[path.stem[len("quant_"):]] = json.loads(path.read_text())
+    return merged
 
 
 if __name__ == "__main__":
