@@ -56,7 +56,7 @@ class ExportOptions:
                 + (" (int8 comes with `edgeseg convert --precision int8` from edgeseg.quantization)"
                    if self.precision == "int8" else "")
             )
-        if self.precision == "int8":
+        if self.precision == "int8" and self.quant is not None:
             self.quant.check_target(spec.name)
         if self.layout not in LAYOUTS:
             raise ConfigError(f"layout {self.layout!r} is not one of {LAYOUTS}")

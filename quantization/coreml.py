@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import coremltools as ct
@@ -117,7 +118,7 @@ def export(graph, files: tuple[Path, ...], options) -> None:
             inputs = calibration_inputs(quant.calibration, quant.calib_size, graph.metadata, graph.sample.numpy().dtype)
             model = convert_traced(calibrate_w8a8(graph, quant.keep_float, inputs), graph)
         else:
-            export_float(graph, (package,), options.__class__(**{**vars(options), "precision": "fp32"}))
+            export_float(graph, (package,), replace(options, precision="fp32"))
             model = _compress_weights(package, quant.coreml_mode)
         _save(model, graph, package)
         gate_int8_file(package, net, quant)  # off macOS: "cannot run here", said in the report

@@ -97,28 +97,14 @@ class _MiouOnLabels:
         matrix = ConfusionMatrix(self.num_classes)
         output = compiled.output(0)
         for x, label in data:
-            logits = compiled(x)[output]
-            matrix.update(np.asarray(logits).argmax(1)[0], label)
+            matrix.update(np.asarray(compiled(x)[output]).argmax(1)[0], label)
         miou = matrix.scores().miou
         return 0.0 if np.isnan(miou) else miou
 
 
 def _validation(net, options) -> _MiouOnLabels:
     """Labelled graph inputs at model size from the gate data, for accuracy control."""
-    import cv2
+    from edgeseg.quantization.calibration import labelled_inputs
 
-    from edgeseg.quantization.calibration import open_dataset, split_spec
-
-    meta = net.metadata
-    name, split = split_spec(options.gate_spec, "val")
-    dataset = open_dataset(name, split, meta.input_size, options.gate_images)
-    height, width = meta.input_size
-    mean, std = np.float32(meta.mean), np.float32(meta.std)
-    items = []
-    for i in range(min(options.gate_images, len(dataset))):
-        sample = dataset[i]
-        image = cv2.resize(sample.image, (width, height), interpolation=cv2.INTER_LINEAR)
-        label = cv2.resize(sample.mask, (width, height), interpolation=cv2.INTER_NEAREST)
-        x = ((image.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)[None]
-        items.append((np.ascontiguousarray(x), label))
-    return _MiouOnLabels(items, len(meta.classes))
+    items = labelled_inputs(options.gate_spec, options.gate_images, net.metadata)
+    return _MiouOnLabels(items, len(net.metadata.classes))

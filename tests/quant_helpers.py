@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from pathlib import Path
 
 SIZE = (64, 64)
@@ -21,3 +23,9 @@ def train_tiny(out: Path, steps: int = 24) -> Path:
     )
     train(cfg, progress=False)
     return out / BEST
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_checkpoint() -> Path:
+    """One trained tiny checkpoint per test process, shared by the quantization test files."""
+    return train_tiny(Path(tempfile.mkdtemp(prefix="edgeseg-quant-tests-")))

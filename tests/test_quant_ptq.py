@@ -10,14 +10,14 @@ from edgeseg.converters import convert
 from edgeseg.errors import ConfigError
 from edgeseg.quantization.errors import AccuracyGateError
 from edgeseg.quantization.options import QuantOptions
-from tests.quant_helpers import SIZE, train_tiny
+from tests.quant_helpers import SIZE, tiny_checkpoint
 
 FAST = dict(calib_size=8, gate_images=8)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return train_tiny(tmp_path_factory.mktemp("tiny"))
+@pytest.fixture()
+def checkpoint():
+    return tiny_checkpoint()
 
 
 def _images(count=3, seed=0):

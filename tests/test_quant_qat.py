@@ -11,12 +11,12 @@ from edgeseg.checkpoint import load_model, read_checkpoint_header
 from edgeseg.models import create_model, tiny_config
 from edgeseg.quantization.batchnorm import conv_bn_pairs, folded_copy, unfold_into
 from edgeseg.quantization.sensitivity import fake_int8_per_channel, fake_int8_per_tensor, layer_sensitivity
-from tests.quant_helpers import train_tiny
+from tests.quant_helpers import tiny_checkpoint
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return train_tiny(tmp_path_factory.mktemp("tiny"), steps=16)
+@pytest.fixture()
+def checkpoint():
+    return tiny_checkpoint()
 
 
 def _random_bn(model):
