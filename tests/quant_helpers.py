@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,4 +30,6 @@ def train_tiny(out: Path, steps: int = 24) -> Path:
 @functools.lru_cache(maxsize=1)
 def tiny_checkpoint() -> Path:
     """One trained tiny checkpoint per test process, shared by the quantization test files."""
-    return train_tiny(Path(tempfile.mkdtemp(prefix="edgeseg-quant-tests-")))
+    folder = Path(tempfile.mkdtemp(prefix="edgeseg-quant-tests-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return train_tiny(folder)
