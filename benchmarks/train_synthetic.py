@@ -165,7 +165,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="part A training budget")
     parser.add_argument("--multi-steps", type=int, default=300, help="part B steps")
-    parser.add_argument("--lr", type=float, default=4e-3, help="part A learning rate (AdamW)")
+    parser.add_argument("--lr", type=float, default=6e-3, help="part A learning rate (AdamW)")
     parser.add_argument("--run-name", default="lraspp_small", help="part A output folder under runs/bench_train_synthetic/")
     parser.add_argument("--parts", default="a,b", help="parts to run; the others keep their last results")
     args = parser.parse_args()
