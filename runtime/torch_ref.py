@@ -37,16 +37,31 @@ class TorchBackend(Backend):
         metadata = self._model.metadata
         h, w = metadata.input_size
         self.input = TensorInfo("image", (1, 3, h, w), np.dtype(np.float32))
-        self.outputs = {"logits": TensorInfo("logits", (1, metadata.num_classes, h, w), np.dtype(np.float32))}
+        # A multi-domain checkpoint serves every head, as a file exported with one output per
+        # domain does (outputs "logits_<domain>"), so each domain has its reference.
+        self._domains = tuple(d.name for d in metadata.domains) if hasattr(self._model, "forward_all") else ()
+        heads = [(f"logits_{d.name}", len(d.classes)) for d in metadata.domains] if self._domains else [
+            ("logits", metadata.num_classes)
+        ]
+        self.outputs = {
+            name: TensorInfo(name, (1, k, h, w), np.dtype(np.float32)) for name, k in heads
+        }
 
     def metadata_json(self) -> str | None:
         # The checkpoint's metadata describes the PyTorch model: NCHW, normalized float input,
         # logits out, whatever layout or argmax a converted file of it may use.
         return self._model.metadata.replace(
-            layout="nchw", include_preprocess=False, argmax=False, precision="fp32"
+            layout="nchw",
+            include_preprocess=False,
+            argmax=False,
+            precision="fp32",
+            output_names={d: f"logits_{d}" for d in self._domains},
         ).to_json()
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         with self._torch.inference_mode():
-            logits = self._model(self._torch.from_numpy(tensor))
-        return {"logits": logits.numpy()}
+            x = self._torch.from_numpy(tensor)
+            if self._domains:
+                all_logits = self._model.forward_all(x)
+                return {f"logits_{d}": t.numpy() for d, t in zip(self._domains, all_logits)}
+            return {"logits": self._model(x).numpy()}
