@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,10 +33,9 @@ def atomic_output(dest: str | os.PathLike[str], *, is_dir: bool = False) -> Iter
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()
+    # A unique name that the writer creates itself, so the file gets the usual permissions
+    # (umask), not mkstemp's owner-only 0600: a checkpoint must be readable by the device user.
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     if is_dir:
         tmp.mkdir()
     try:

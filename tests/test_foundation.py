@@ -91,3 +91,17 @@ def test_confusion_matrix_absent_class_is_nan_and_bad_labels_raise():
     assert cm.scores().miou == 1.0
     with pytest.raises(ValueError, match="outside 0..2"):
         cm.update(np.array([0]), np.array([7]))
+
+
+def test_atomic_output_uses_default_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "r.json", {})
+        with atomic_output(tmp_path / "d", is_dir=True) as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
