@@ -57,12 +57,16 @@ def quant_model(name: str, checkpoint: Path, args) -> dict:
     from edgeseg.converters import convert
     from edgeseg.errors import EdgesegError
     from edgeseg.quantization.options import QuantOptions
-    from edgeseg.quantization.qat import QatConfig, qat_finetune
+    from edgeseg.quantization.qat import QatConfig, QatResult, qat_finetune
     out = RUNS / name / "files"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    qat = qat_finetune(checkpoint, QatConfig("all", epochs=args.qat_epochs, train_images=args.qat_images,
-                                             batch_size=8, lr=args.qat_lr), RUNS / name / "qat.safetensors")
+    qat_path = RUNS / name / "qat.safetensors"
+    if args.reuse and qat_path.exists():  # --reuse: a run that stopped after QAT picks up here
+        qat = QatResult(qat_path, *_saved_qat(qat_path))
+    else:
+        qat = qat_finetune(checkpoint, QatConfig("all", epochs=args.qat_epochs, train_images=args.qat_images,
+                                                 batch_size=8, lr=args.qat_lr), qat_path)
     row = {"qat": {"steps": qat.steps, "seconds": qat.seconds, "losses": qat.losses}, "targets": {}}
     print(name, "QAT", row["qat"], f"{time.perf_counter() - t0:.0f} s", flush=True)
     # The benchmark measures: the convert-time gate is opened wide so every file is kept and scored.
@@ -73,6 +77,10 @@ def quant_model(name: str, checkpoint: Path, args) -> dict:
         jobs = {"fp32": (checkpoint, "fp32", None), "ptq": (checkpoint, "int8", measure),
                 "qat": (qat.checkpoint, "int8", QuantOptions(**{**vars(measure), "reference": str(checkpoint)}))}
         for kind, (source, precision, quant) in jobs.items():
+            path = out / f"{target}_{kind}{suffix}"
+            if args.reuse and path.exists():
+                files[kind] = path
+                continue
             try:
                 t1 = time.perf_counter()
                 result = convert(source, target, precision=precision, quant=quant, out=out / f"{target}_{kind}{suffix}")
@@ -93,8 +101,16 @@ def save(name: str, row: dict, args) -> None:
     write_report({**state, "quant": collect_quant()}, args)
 
 
+def _saved_qat(path: Path) -> tuple[int, float, list[float]]:
+    from edgeseg.checkpoint import read_checkpoint_header
+
+    info = read_checkpoint_header(path)[0]["extra"]["qat"]
+    return info["steps"], float("nan"), info["losses"]
+
+
 def measure_files(files: dict, checkpoint: Path, errors: dict, args) -> dict:
-    from edgeseg.validate import bench, validate
+    from edgeseg.validate import validate
+    from edgeseg.validate.bench import bench
 
     if not files:
         return {"errors": errors}
@@ -173,6 +189,7 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=100)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--reuse", action="store_true", help="Keep files (and the QAT checkpoint) an earlier run wrote.")
     args = parser.parse_args()
     stages = args.stages.split(",")
     state_path = RUNS / "state.json"
