@@ -95,7 +95,10 @@ def quant_model(name: str, checkpoint: Path, args) -> dict:
 
 
 def save(name: str, row: dict, args) -> None:
-    (RUNS / f"quant_{name}.json").write_text(json.dumps({**row, "settings": vars(args)}, indent=1))
+    path = RUNS / f"quant_{name}.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    targets = {**earlier.get("targets", {}), **row["targets"]}  # a --targets run updates its own rows
+    path.write_text(json.dumps({**row, "targets": targets, "settings": vars(args)}, indent=1))
     state_path = RUNS / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     write_report({**state, "quant": collect_quant()}, args)
