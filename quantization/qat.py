@@ -85,7 +85,7 @@ def qat_finetune(checkpoint: str | Path, cfg: QatConfig, out: str | Path, *, kee
         graph = build_graphs(trainee, ExportOptions(target, "fp32"), TARGETS[target])[0]
     fake_quant = _prepare(graph, cfg.scheme, keep_float, min(cfg.batch_size, len(data)))
     t0 = time.perf_counter()
-    steps, losses = _train(fake_quant, data, cfg)
+    steps, losses = train_steps(fake_quant, data, cfg)
     seconds = time.perf_counter() - t0
     _copy_weights(fake_quant, trainee, conv_bn_pairs(model, graph.sample) if cfg.scheme == "coreml" else [])
     if pairs:
@@ -156,7 +156,8 @@ def _prepare(graph, scheme: str, keep_float: tuple[str, ...], batch: int) -> _Lo
     return _Logits(move_exported_model_to_eval(prepared), graph.input_name, graph.output_names[0])
 
 
-def _train(module: _Logits, data, cfg: QatConfig) -> tuple[int, list[float]]:
+def train_steps(module: nn.Module, data, cfg: QatConfig) -> tuple[int, list[float]]:
+    """``cfg.epochs`` passes of AdamW over (input, mask) pairs; ``module(x)`` gives the logits."""
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
