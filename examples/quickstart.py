@@ -23,7 +23,7 @@ file failed, so CI can gate on it.
 from __future__ import annotations
 
 import argparse
-import json
+import shutil
 import sys
 import time
 import traceback
@@ -44,6 +44,9 @@ class Plan:
     train_iters: int  # optimizer steps (upper bound)
     train_minutes: float | None  # wall-time cap of training (None: run all steps)
     batch_size: int
+    # DataLoader worker processes. 0 for TINY: it runs inside pytest, where other tests may have
+    # started JAX threads (LiteRT), and forking a process with live threads can deadlock.
+    data_workers: int
     train_images: int | None  # synthetic training set length (None: the dataset default, 2000)
     eval_images: int  # validation images per evaluation during training
     qat_images: int  # images of the one fake-quantization fine-tuning epoch
@@ -55,12 +58,12 @@ class Plan:
 
 FULL = Plan(
     model="lraspp_mobilenetv3_small", tiny_widths=False, size=(128, 256), train_iters=600,
-    train_minutes=5.5, batch_size=8, train_images=None, eval_images=50, qat_images=256,
+    train_minutes=5.5, batch_size=8, data_workers=1, train_images=None, eval_images=50, qat_images=256,
     calib_images=32, val_images=100, bench_runs=30, bench_warmup=5,
 )
 TINY = Plan(
     model="lraspp_mobilenetv3_small", tiny_widths=True, size=(64, 64), train_iters=6,
-    train_minutes=None, batch_size=4, train_images=32, eval_images=4, qat_images=8,
+    train_minutes=None, batch_size=4, data_workers=0, train_images=32, eval_images=4, qat_images=8,
     calib_images=4, val_images=4, bench_runs=3, bench_warmup=1,
 )
 
@@ -141,7 +144,7 @@ def train_model(plan: Plan, out: Path, progress: Progress, quiet: bool, outcome:
         model=plan.model, model_options=tiny_config(plan.model) if plan.tiny_widths else {},
         data=("synthetic",), data_options=data_options, optimizer="adamw", lr=3e-3, schedule="poly",
         warmup_steps=min(30, plan.train_iters // 5), iters=plan.train_iters, max_minutes=plan.train_minutes,
-        batch_size=plan.batch_size, size=plan.size, workers=1, eval_every=0, eval_limit=plan.eval_images,
+        batch_size=plan.batch_size, size=plan.size, workers=plan.data_workers, eval_every=0, eval_limit=plan.eval_images,
         checkpoint_every=max(1, plan.train_iters), log_every=max(1, min(10, plan.train_iters)),
         out=str(out / "train"), seed=0,
     )
@@ -374,16 +377,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per backend in validate/bench")
     parser.add_argument("--minutes", type=float, default=None, help="training time cap (default: the plan's)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run in --out")
     args = parser.parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
         parser.error(f"--targets {args.targets!r}: choose from {', '.join(TARGET_ORDER)}")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        if not args.overwrite:
+            parser.error(f"{out} already holds files (an earlier run?); pass --overwrite to replace "
+                         "that quickstart run, or --out NEW_FOLDER")
+        if not ((out / "quickstart.json").exists() or (out / "train").is_dir()):
+            parser.error(f"--overwrite: {out} does not look like a quickstart folder (no quickstart.json "
+                         "or train/); refusing to delete it. Give another --out")
+        shutil.rmtree(out)
     plan = TINY if args.tiny else FULL
     if args.minutes is not None:
         plan = Plan(**{**asdict(plan), "train_minutes": args.minutes})
-    outcome = quickstart(plan, Path(args.out), targets, threads=args.threads, quiet=args.quiet)
-    print((Path(args.out) / "quickstart.md").read_text())
+    outcome = quickstart(plan, out, targets, threads=args.threads, quiet=args.quiet)
+    print((out / "quickstart.md").read_text())
     return 1 if outcome.failed else 0
 
 
