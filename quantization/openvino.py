@@ -15,6 +15,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import nncf
 import numpy as np
 import openvino as ov
 import torch
@@ -38,13 +39,15 @@ def export(graph, files: tuple[Path, ...], options) -> None:
     model = float_model(graph)
     quantized = quantize_model(model, inputs, ignored_layers=quant.keep_float,
                                accuracy_control=quant.accuracy_control, net=net, options=quant)
+    # NNCF leaves some layers float on purpose (SE blocks are in its ignored patterns): their
+    # weights still get int8 storage (weight-only, per channel), or they would be most of the file.
+    quantized = nncf.compress_weights(quantized, mode=nncf.CompressWeightsMode.INT8_SYM,
+                                      **({"ignored_scope": ignored_scope(quant.keep_float)} if quant.keep_float else {}))
     quantized.set_rt_info(graph.metadata.to_json(), [METADATA_KEY])
     xml, bin_ = files
     with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".int8-") as scratch:
         path = Path(scratch) / "model.xml"
-        # NNCF leaves some weights float on purpose (SE blocks: its ignored patterns); store those as
-        # f16 (the CPU plugin computes them in f32), so the file is not mostly float weights.
-        ov.save_model(quantized, str(path), compress_to_fp16=True)
+        ov.save_model(quantized, str(path), compress_to_fp16=False)
         gate_int8_file(path, net, quant)
         os.replace(path, xml)
         os.replace(path.with_suffix(".bin"), bin_)
