@@ -1,7 +1,7 @@
 """The whole product in one command: train -> QAT -> convert -> validate + bench -> report.
 
-    python examples/quickstart.py                # about 12 minutes on 2 CPU cores
-    python examples/quickstart.py --tiny         # the same stages at toy sizes (CI, ~2 minutes)
+    python examples/quickstart.py                # 4 (quiet) to 8 (busy) minutes on 2 shared CPU cores
+    python examples/quickstart.py --tiny         # the same stages at toy sizes (CI): about 1 minute
 
 1. **train** LR-ASPP MobileNetV3-Small on the synthetic street scenes (AdamW, poly schedule,
    time-capped), keeping the best checkpoint by validation mIoU;
