@@ -1,7 +1,8 @@
 """Int8 benchmark: PTQ and QAT per target beside the float model, on trained LR-ASPP
 MobileNetV3-Large and SegFormer-B0 (synthetic street scenes, 128x256).
 
-Stages (``--stages train,quant``; ``report`` rewrites the report from saved results):
+Stages (``--stages train,quant``; ``control`` fine-tunes the float model exactly as QAT does but
+without fake quantization; ``report`` rewrites the report from saved results):
 - train: each model for ``--minutes`` on ``synthetic:train`` (edgeseg.train, time-capped);
   checkpoints in runs/bench_int8/<model>/best.safetensors (ignored by git).
 - quant: per target that runs here (TFLite, OpenVINO, ONNX Runtime): fp32 file, PTQ int8 file
@@ -12,8 +13,8 @@ Stages (``--stages train,quant``; ``report`` rewrites the report from saved resu
 
 Writes benchmarks/results/int8.{md,json}.
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8.py --stages train --minutes 6
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8.py --stages quant
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8.py --stages train --minutes 7
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8.py --stages quant,control,report --eval-images 60
 """
 
 from __future__ import annotations
@@ -152,6 +153,39 @@ def measure_files(files: dict, checkpoint: Path, errors: dict, args) -> dict:
     return out
 
 
+# What the numbers of the committed run say (kept with the script that made them).
+NOTES = [
+    "## Reading the results",
+    "",
+    "- **PTQ keeps accuracy on every target**: -0.3 to +0.1 mIoU points against the float checkpoint "
+    "(99.3-99.5% of pixels agree for LR-ASPP, 96-99% for SegFormer), inside the issue's 0.5-point "
+    "budget (TF-Model-Garden's DeepLabV3+ PTQ lost 1.5 points).",
+    "- **QAT vs float is confounded here**: the float models are 7-minute CPU runs (52 and 41 steps), far "
+    "from converged, so QAT's fine-tuning steps also *train*: QAT int8 lands 4.3-4.4 (LR-ASPP) and "
+    "13.1-13.2 (SegFormer) points above the checkpoint it started from (goal met, trivially), and its "
+    "pixel agreement with that checkpoint is low because it is a different model. The fair control is "
+    "the column 'float fine-tuned like QAT' (same images, steps, lr, frozen BN, no fake quantization): "
+    "QAT int8 is 0.9-1.1 (LR-ASPP) and 1.5-1.7 (SegFormer) points *below* it. Against that control the "
+    "0.5-point goal is **missed**; with so few steps the fake-quantized run has not caught up with the "
+    "float one. A converged float model (hours of training, not available on this CPU) is needed to "
+    "reproduce the NNCF / Model-Garden anchors honestly.",
+    "- **Size**: int8 files are 28-30% of fp32. SegFormer on OpenVINO is 30.5% (a miss by a hair): "
+    "LayerNorm/softmax/attention stay float and the IR's XML (FakeQuantize nodes) weighs ~0.45 MB. "
+    "For LR-ASPP, NNCF leaves the squeeze-excitation convolutions float (its SE ignored pattern); "
+    "they get int8 weight-only compression, without which the IR was 64% of fp32.",
+    "- **Latency misses**: LR-ASPP MobileNetV3 int8 is *slower* than fp32 on TFLite (1.24x) and ONNX "
+    "Runtime (1.43x). litert-torch's PT2E quantizer and onnxruntime's QDQ quantizer do not quantize "
+    "hard-swish, hard-sigmoid (SE gates) or the bilinear resize, so every MobileNetV3 block pays "
+    "DEQUANTIZE -> float op -> QUANTIZE; at 128x256 on one thread the fp32 XNNPACK/MLAS kernels are "
+    "already fast and those conversions eat the int8 gain. OpenVINO fuses FakeQuantize with those "
+    "activations and reaches 0.58x. SegFormer: TFLite 0.42x meets the goal; ONNX Runtime 0.78x and "
+    "OpenVINO 0.67x miss because LayerNorm, softmax, GELU and the attention matmuls stay float, so "
+    "only the linear/conv layers run in int8.",
+    "- Timings are from a 2-core machine shared with other jobs; ratios within one target (same run, "
+    "interleaved) are meaningful, absolute milliseconds less so.",
+]
+
+
 def write_report(state: dict, args) -> None:
     from edgeseg.fileio import write_json_atomic, write_text_atomic
 
@@ -162,13 +196,18 @@ def write_report(state: dict, args) -> None:
         f"(see steps below), scored on {args.eval_images} images of `{HELD_OUT}` (never used for training, "
         "calibration or QAT) by the harness (edgeseg.validate) against the float checkpoint in PyTorch.",
         f"PTQ: {args.calib_size} calibration images of `synthetic:train`. QAT: one QAT checkpoint per model "
-        f"(PT2E fake quantization, per-channel int8 weights, per-tensor int8 activations, BN folded and frozen; "
-        f"{args.qat_images} images x {args.qat_epochs} epoch(s), AdamW lr {args.qat_lr}), then each target's "
+        "(PT2E fake quantization, per-channel int8 weights, per-tensor int8 activations, BN folded and frozen; "
+        f"batch 8, 1 epoch, AdamW lr {args.qat_lr}; steps per model below), then each target's "
         "int8 path re-calibrated on it. Latency: p50 of the model call, fp32 and int8 files of a target timed "
         "round robin in the same run.", "",
-        *[f"- {n}: trained {t['steps']} steps of batch 8 in {t['seconds'] / 60:.1f} min" for n, t in state.get("train", {}).items()],
+        *[f"- {n}: trained {t['steps']} steps of batch 8 in {t['seconds'] / 60:.1f} min; QAT "
+          f"{state.get('quant', {}).get(n, {}).get('qat', {}).get('steps', '-')} steps"
+          for n, t in state.get("train", {}).items()],
         "",
-        "Command: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8.py --stages train,quant`", "",
+        "Commands of this run (each with `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8.py`): "
+        "`--stages train --minutes 7`; `--stages quant --models lraspp_mobilenetv3_large --eval-images 60 --runs 20`; "
+        "`--stages quant --models segformer_b0 --qat-images 128 --eval-images 60 --runs 20`; "
+        "`--stages control` with the same --qat-images per model; `--stages report`.", "",
         "| model | target | float mIoU | fp32 file mIoU | PTQ mIoU | QAT mIoU | QAT - float | float fine-tuned like QAT | int8/fp32 size | int8/fp32 latency | goals (0.5 / 30% / 0.6x) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -190,9 +229,10 @@ def write_report(state: dict, args) -> None:
                 f"{' / '.join('yes' if g else 'MISS' for g in goals)} |"
             )
     lines += ["", "Raw numbers (sizes in bytes, latencies in ms, errors of files that failed): `int8.json`.", ""]
-    lines += state.get("notes", [])
+    lines += NOTES
     write_text_atomic(RESULTS / "int8.md", "\n".join(lines) + "\n")
-    write_json_atomic(RESULTS / "int8.json", state)
+    controls = {path.stem[len("control_"):]: json.loads(path.read_text()) for path in sorted(RUNS.glob("control_*.json"))}
+    write_json_atomic(RESULTS / "int8.json", {**state, "float_finetune_controls": controls})
 
 
 def _f(value, fmt: str = ".1f") -> str:
