@@ -163,6 +163,11 @@ def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, op
         except Exception as exc:
             raise explain_failure(exc, graph, spec.name) from exc
         runs = spec.runs_here()
+        images = None
+        if graph.metadata.precision == "int8" and runs and options.quant is not None:
+            from edgeseg.quantization.calibration import held_out_images
+
+            images = held_out_images(options.quant.gate_spec, 4, graph.metadata.input_size)
         report = verify_file(
             backend.load(files, graph) if runs else None,
             graph.module,
@@ -171,6 +176,7 @@ def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, op
             target=spec.name,
             metadata_read=backend.read_metadata(files),
             note="" if runs else backend.cannot_run_note(files, graph),
+            images=images,
         )
         if not report.passed:
             raise VerificationError(

@@ -29,7 +29,8 @@ TOLERANCES: dict[str, Tolerance] = {
     "fp16": Tolerance(min_agreement=0.995, logit_atol=None),
     # int8 moves logits by a few quantization steps; this catches a broken file (wrong scales,
     # swapped I/O), while the accuracy gate on labelled images (edgeseg.quantization.gate) judges
-    # the int8 file's mIoU.
+    # the int8 file's mIoU. It is checked on held-out images of the calibration data, not on the
+    # generic samples: int8 ranges fit the data they were calibrated on, not uniform noise.
     "int8": Tolerance(min_agreement=0.80, logit_atol=None),
 }
 

@@ -53,6 +53,16 @@ def calibration_inputs(spec: str, count: int, meta: ModelMetadata, dtype: np.dty
     return [prepare(dataset[int(i)].image, bgr=False)[0].copy() for i in picks]
 
 
+def held_out_images(spec: str, count: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """``count`` RGB uint8 images from ``spec`` (e.g. the gate's val split), for the converter's
+    on-the-spot check of an int8 file: in-distribution images, since int8 ranges are calibrated
+    for the data and say nothing about uniform noise."""
+    name, split = split_spec(spec, default_split="val")
+    dataset = open_dataset(name, split, size, count)
+    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+    return [dataset[int(i)].image for i in picks]
+
+
 def labelled_inputs(spec: str, count: int, meta: ModelMetadata) -> list[tuple[np.ndarray, np.ndarray]]:
     """``count`` (graph input, label mask at model size) pairs from ``spec`` (QAT fine-tuning data)."""
     import cv2

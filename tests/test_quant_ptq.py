@@ -10,7 +10,7 @@ from edgeseg.converters import convert
 from edgeseg.errors import ConfigError
 from edgeseg.quantization.errors import AccuracyGateError
 from edgeseg.quantization.options import QuantOptions
-from tests.quant_helpers import SIZE, tiny_checkpoint
+from quant_helpers import SIZE, tiny_checkpoint
 
 FAST = dict(calib_size=8, gate_images=8)
 
@@ -123,3 +123,15 @@ def test_int8_options_are_checked_per_target(checkpoint, tmp_path):
         meta = read_checkpoint_header(checkpoint)[1]
         calibration_inputs("folder:/nonexistent", 4, meta)
     assert not list(tmp_path.iterdir())
+
+
+def test_int8_check_images_come_from_the_held_out_data():
+    from edgeseg.quantization.calibration import held_out_images
+    from edgeseg.quantization.options import QuantOptions
+
+    spec = QuantOptions(calibration="synthetic:train").gate_spec
+    assert spec == "synthetic:val"
+    images = held_out_images(spec, 3, SIZE)
+    train = held_out_images("synthetic:train", 3, SIZE)
+    assert len(images) == 3 and all(i.shape == (*SIZE, 3) and i.dtype == np.uint8 for i in images)
+    assert not any(np.array_equal(a, b) for a in images for b in train)  # held out, not calibration

@@ -11,7 +11,7 @@ from edgeseg.checkpoint import load_model, read_checkpoint_header
 from edgeseg.models import create_model, tiny_config
 from edgeseg.quantization.batchnorm import conv_bn_pairs, folded_copy, unfold_into
 from edgeseg.quantization.sensitivity import fake_int8_per_channel, fake_int8_per_tensor, layer_sensitivity
-from tests.quant_helpers import tiny_checkpoint
+from quant_helpers import tiny_checkpoint
 
 
 @pytest.fixture()
