@@ -137,6 +137,21 @@ def measure(model, source: str, target: str, precision: str, size, image_sets, w
     return rows
 
 
+def merged(rows: list[dict], meta: dict) -> list[dict]:
+    """The committed rows of other models (re-read at every write, so runs over disjoint models
+    can proceed side by side) followed by this run's rows; the commands are listed together."""
+    path = RESULTS / "fidelity.json"
+    if not path.exists():
+        return rows
+    old = json.loads(path.read_text())
+    if tuple(old["meta"]["size"]) != tuple(meta["size"]):
+        raise SystemExit(f"--append: the committed rows are at {old['meta']['size']}, this run at {meta['size']}")
+    measured = {r["model"] for r in rows}
+    commands = [c for c in old["meta"]["command"].split(" ; ") if c != meta["command"].split(" ; ")[-1]]
+    meta["command"] = " ; ".join([*commands, meta["command"].split(" ; ")[-1]])
+    return [r for r in old["rows"] if r["model"] not in measured] + rows
+
+
 def write(rows: list[dict], meta: dict) -> None:
     from edgeseg.fileio import write_json_atomic, write_text_atomic
 
@@ -178,6 +193,8 @@ def main() -> None:
     parser.add_argument("--size", default="256x512", help="input HxW")
     parser.add_argument("--synthetic", type=int, default=8, help="held-out synthetic images")
     parser.add_argument("--runs", default="runs", help="where to look for trained checkpoints")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the committed rows of the models not measured now (same size and images)")
     args = parser.parse_args()
 
     import torch
@@ -207,7 +224,7 @@ def main() -> None:
                 rows += new
                 for r in new:
                     print(json.dumps(r), flush=True)
-                write(rows, meta)
+                write(merged(rows, meta) if args.append else rows, meta)
 
 
 if __name__ == "__main__":
