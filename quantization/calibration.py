@@ -33,11 +33,25 @@ def split_spec(spec: str, default_split: str = "train") -> tuple[str, str]:
     return spec, default_split
 
 
-def calibration_inputs(spec: str, count: int, meta: ModelMetadata, dtype: np.dtype = np.dtype(np.float32)) -> list[np.ndarray]:
-    """``count`` graph inputs (batch of one each) from the images of ``spec``."""
+def _spread_samples(dataset: SegmentationDataset, count: int) -> list:
+    """Up to ``count`` samples spread over the whole split (a folder's first files are often one
+    sequence), each loaded once."""
+    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+    return [dataset[int(i)] for i in picks]
+
+
+def _preprocessor(meta: ModelMetadata, dtype: np.dtype):
+    """The runtime's own preprocessing for a graph input of ``meta``'s layout and size."""
     from edgeseg.runtime.backend import TensorInfo
     from edgeseg.runtime.processing import Preprocessor
 
+    height, width = meta.input_size
+    shape = (1, 3, height, width) if meta.layout == "nchw" else (1, height, width, 3)
+    return Preprocessor(meta, TensorInfo("image", shape, np.dtype(dtype)))
+
+
+def calibration_inputs(spec: str, count: int, meta: ModelMetadata, dtype: np.dtype = np.dtype(np.float32)) -> list[np.ndarray]:
+    """``count`` graph inputs (batch of one each) from the images of ``spec``."""
     name, split = split_spec(spec)
     dataset = open_dataset(name, split, meta.input_size, count)
     if len(dataset) < count:
@@ -45,12 +59,8 @@ def calibration_inputs(spec: str, count: int, meta: ModelMetadata, dtype: np.dty
             f"calibration data {spec!r} holds {len(dataset)} images, fewer than --calib-size {count}; "
             "lower --calib-size or add images"
         )
-    height, width = meta.input_size
-    shape = (1, 3, height, width) if meta.layout == "nchw" else (1, height, width, 3)
-    prepare = Preprocessor(meta, TensorInfo("image", shape, np.dtype(dtype)))
-    # Spread the picks over the whole split (a folder's first files are often one sequence).
-    picks = np.linspace(0, len(dataset) - 1, count).round().astype(int)
-    return [prepare(dataset[int(i)].image, bgr=False)[0].copy() for i in picks]
+    prepare = _preprocessor(meta, dtype)
+    return [prepare(s.image, bgr=False)[0].copy() for s in _spread_samples(dataset, count)]
 
 
 def held_out_images(spec: str, count: int, size: tuple[int, int]) -> list[np.ndarray]:
@@ -58,9 +68,7 @@ def held_out_images(spec: str, count: int, size: tuple[int, int]) -> list[np.nda
     on-the-spot check of an int8 file: in-distribution images, since int8 ranges are calibrated
     for the data and say nothing about uniform noise."""
     name, split = split_spec(spec, default_split="val")
-    dataset = open_dataset(name, split, size, count)
-    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
-    return [dataset[int(i)].image for i in picks]
+    return [s.image for s in _spread_samples(open_dataset(name, split, size, count), count)]
 
 
 def labelled_inputs(spec: str, count: int, meta: ModelMetadata) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -68,9 +76,12 @@ def labelled_inputs(spec: str, count: int, meta: ModelMetadata) -> list[tuple[np
     import cv2
 
     name, split = split_spec(spec)
-    dataset = open_dataset(name, split, meta.input_size, count)
-    inputs = calibration_inputs(spec, min(count, len(dataset)), meta)
-    picks = np.linspace(0, len(dataset) - 1, len(inputs)).round().astype(int)
+    prepare = _preprocessor(meta, np.dtype(np.float32))
     height, width = meta.input_size
-    masks = [cv2.resize(dataset[int(i)].mask, (width, height), interpolation=cv2.INTER_NEAREST) for i in picks]
-    return list(zip(inputs, masks))
+    return [
+        (
+            prepare(s.image, bgr=False)[0].copy(),
+            cv2.resize(s.mask, (width, height), interpolation=cv2.INTER_NEAREST),
+        )
+        for s in _spread_samples(open_dataset(name, split, meta.input_size, count), count)
+    ]
