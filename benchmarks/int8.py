@@ -34,21 +34,23 @@ SIZE = (128, 256)
 HELD_OUT = "synthetic:test"  # the test split: never seen by training, calibration or QAT
 
 
-def train_models(minutes: float) -> dict:
+def train_models(names: list[str], minutes: float, steps: int | None) -> dict:
+    """Train each model. With ``steps`` the poly schedule runs to zero over that many steps (a
+    converged, annealed float model: what QAT should be compared against); ``minutes`` caps it."""
     from edgeseg.train import BEST, TrainConfig, train
 
     out = {}
-    for name in MODELS:
+    for name in names:
         cfg = TrainConfig(
-            model=name, data=("synthetic",), data_options={"size": list(SIZE), "length": 2000}, size=SIZE,
-            optimizer="adamw", lr=4e-3 if name.startswith("lraspp") else 1e-3, weight_decay=1e-4,
-            schedule="poly", warmup_steps=30, scale_range=(0.75, 1.5), iters=100_000, max_minutes=minutes,
-            batch_size=8, workers=1, eval_every=0, eval_limit=50, checkpoint_every=100, seed=0,
-            out=str(RUNS / name),
+            model=name, data=("synthetic",), data_options={"size": list(SIZE), "length": 20_000 if steps else 2000},
+            size=SIZE, optimizer="adamw", lr=4e-3 if name.startswith("lraspp") else 1e-3, weight_decay=1e-4,
+            schedule="poly", warmup_steps=min(100, steps // 20) if steps else 30, scale_range=(0.75, 1.5),
+            iters=steps or 100_000, max_minutes=minutes, batch_size=8, workers=0 if steps else 1, eval_every=0,
+            eval_limit=50, checkpoint_every=100, seed=0, out=str(RUNS / name),
         )
         result = train(cfg, progress=False)
-        out[name] = {"steps": result.step, "seconds": result.seconds, "checkpoint": str(RUNS / name / BEST),
-                     "val": result.final_metrics.get("miou")}
+        out[name] = {"steps": result.step, "planned_steps": steps, "seconds": result.seconds,
+                     "checkpoint": str(RUNS / name / BEST), "val": result.final_metrics.get("miou")}
         print(name, out[name], flush=True)
     return out
 
@@ -243,6 +245,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stages", default="train,quant")
     parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="Train for this many steps (schedule annealed to zero); --minutes then only caps it.")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--calib-size", type=int, default=64)
     parser.add_argument("--qat-images", type=int, default=256)
@@ -265,7 +269,8 @@ def main() -> None:
         write_report({**state, "quant": collect_quant()}, args)
     if "train" in stages:
         RUNS.mkdir(parents=True, exist_ok=True)
-        state["train"] = train_models(args.minutes)
+        state["train"] = {**state.get("train", {}),
+                          **train_models(args.models.split(","), args.minutes, args.steps)}
         state_path.write_text(json.dumps(state, indent=1))
     if "quant" in stages:
         for name in args.models.split(","):

@@ -27,7 +27,7 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("onnx", "edgeseg.converters.onnx", (".onnx",), ("fp32", "fp16", "int8"), "onnx",
                    int8_module="edgeseg.quantization.onnx"),
         TargetSpec("tflite", "edgeseg.converters.tflite", (".tflite",), ("fp32", "fp16", "int8"), "tflite",
-                   int8_module="edgeseg.quantization.tflite"),
+                   channels_last=True, int8_module="edgeseg.quantization.tflite"),
         TargetSpec(
             "coreml", "edgeseg.converters.coreml", (".mlpackage",), ("fp32", "fp16", "int8"), "coreml",
             is_dir=True, runs_on=("darwin",), pixel_dtype="float32", mask_dtype="int32",

@@ -23,12 +23,14 @@ ALL_DOMAINS = "all"
 class ExportWrapper(nn.Module):
     """``image`` -> ``net`` -> logits or masks, in the layout and dtypes of the file contract."""
 
-    def __init__(self, net: nn.Module, metadata: ModelMetadata) -> None:
+    def __init__(self, net: nn.Module, metadata: ModelMetadata, *, argmax_channels_last: bool = False) -> None:
         super().__init__()
         self.net = net
         self.nhwc = metadata.layout == "nhwc"
         self.include_preprocess = metadata.include_preprocess
         self.argmax = metadata.argmax
+        # Reduce over the last axis of the NHWC view (same mask): for backends that are NHWC inside.
+        self.argmax_channels_last = argmax_channels_last
         self.mask_dtype = getattr(torch, metadata.extra.get("mask_dtype", "uint8"))
         std = torch.tensor(metadata.std).view(1, 3, 1, 1)
         mean = torch.tensor(metadata.mean).view(1, 3, 1, 1)
@@ -46,6 +48,8 @@ class ExportWrapper(nn.Module):
         return tuple(self._finish(logits) for logits in heads)
 
     def _finish(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.argmax and self.argmax_channels_last:
+            return logits.permute(0, 2, 3, 1).argmax(dim=-1).to(self.mask_dtype)
         if self.argmax:
             return logits.argmax(dim=1).to(self.mask_dtype)
         return logits.permute(0, 2, 3, 1) if self.nhwc else logits
@@ -110,29 +114,30 @@ def build_graphs(model: nn.Module, options, spec) -> list[ExportGraph]:
                 f"--domain {options.domain} was given but {base.model} is a single-domain model; "
                 "leave --domain out"
             )
-        return [_graph(model, meta, (out_kind,))]
+        return [_graph(model, meta, (out_kind,), spec=spec)]
     if options.domain is None:  # one file, one named output per domain
         names = tuple(f"{out_kind}_{d}" for d in domains)
         heads = _HeadsInDomainOrder(model.multi_head_model(), domains)
         one_file = meta.replace(output_names=dict(zip(domains, names)))
-        return [_graph(heads, one_file, names)]
+        return [_graph(heads, one_file, names, spec=spec)]
     wanted = domains if options.domain == ALL_DOMAINS else (options.domain,)
     for name in wanted:
         base.domain_info(name)  # unknown domain -> ConfigError listing the known ones
     return [
-        _graph(model.domain_model(name), meta.for_domain(name), (out_kind,), f"_{name}" if len(wanted) > 1 else "")
+        _graph(model.domain_model(name), meta.for_domain(name), (out_kind,), f"_{name}" if len(wanted) > 1 else "",
+               spec=spec)
         for name in wanted
     ]
 
 
-def _graph(net: nn.Module, meta: ModelMetadata, output_names: tuple[str, ...], tag: str = "") -> ExportGraph:
+def _graph(net: nn.Module, meta: ModelMetadata, output_names: tuple[str, ...], tag: str = "", *, spec) -> ExportGraph:
     for classes in [meta.classes, *(d.classes for d in meta.domains)]:
         if meta.argmax and len(classes) > 256:
             raise ConfigError(
                 f"--argmax writes a uint8 mask, which holds at most 256 classes; {meta.model} has "
                 f"{len(classes)}. Export logits (leave --argmax out) and take the argmax on device"
             )
-    module = ExportWrapper(net.eval(), meta).eval()
+    module = ExportWrapper(net.eval(), meta, argmax_channels_last=spec.channels_last).eval()
     return ExportGraph(module, sample_input(meta), meta, output_names, tag)
 
 

@@ -57,6 +57,13 @@ class Backend(ABC):
         The arrays stay valid until the same thread's next ``run`` (OpenVINO hands back views of
         the thread's own request buffers; the other libraries return fresh arrays)."""
 
+    def run_borrowed(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """``run``, but the arrays may be views of the library's own output buffers, valid only
+        until the next call: the session reads them under its lock and keeps nothing. Backends
+        whose ``run`` copies (LiteRT's ``get_tensor``: 20 MB for 19 x 512 x 512 logits) skip the
+        copy here."""
+        return self.run(tensor)
+
     def close(self) -> None:
         """Release native resources (optional)."""
 

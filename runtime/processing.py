@@ -168,9 +168,9 @@ def argmax_classes(logits: np.ndarray, axis: int) -> np.ndarray:
     if cv2 is not None and logits.dtype == np.float16:
         logits = logits.astype(np.float32)  # one pass, then the fast path below (exact: fp16 fits)
     if cv2 is not None and logits.shape[axis] <= 255 and logits.dtype in _CV2_ARGMAX_DTYPES:
-        if axis == 2:  # (h, w, K) -> (K, h, w): cv2.transpose of the (h*w, K) matrix is the fast copy
+        if axis == 2:
             h, w, k = logits.shape
-            logits = cv2.transpose(np.ascontiguousarray(logits).reshape(h * w, k)).reshape(k, h, w)
+            return _argmax_channels_last(cv2, np.ascontiguousarray(logits).reshape(h * w, k)).reshape(h, w)
         return _argmax_planes_cv2(cv2, list(logits))
     if axis != 0:
         return np.argmax(logits, axis=axis)
@@ -199,6 +199,46 @@ def _argmax_planes_cv2(cv2, planes: list[np.ndarray]) -> np.ndarray:
         cv2.max(index, cv2.bitwise_and(wins, k), dst=index)
         cv2.max(best, planes[k], dst=best)
     return index
+
+
+# Pixels per band of _argmax_channels_last: a (K, band) float32 block stays in cache (measured
+# on 19 x 512 x 512: 4096 -> 4.8 ms, 16384 -> 3.8 ms, whole array -> 4.7 ms).
+_BAND = 16384
+_band_buffers = threading.local()
+
+
+def _argmax_channels_last(cv2, values: np.ndarray) -> np.ndarray:
+    """Argmax over the K columns of ``(n, K)`` values (K <= 255), first maximum winning ties.
+
+    numpy's reductions over a short last axis pay per row (np.argmax: ~10 ms on 512 x 512 x 19),
+    so each band of rows is transposed to class planes in cache (cv2.transpose), then reduced
+    with whole-band operations: the maximum, which classes reach it, and the first of those
+    (the largest of ``K - k`` over the classes that do)."""
+    n, k = values.shape
+    key = (k, values.dtype)
+    buffers = getattr(_band_buffers, "by_key", {})
+    if key not in buffers:
+        buffers = _band_buffers.by_key = {**buffers, key: (
+            np.empty((k, _BAND), values.dtype), np.empty(_BAND, values.dtype), np.empty((k, _BAND), np.uint8),
+        )}
+    planes, best, reached = buffers[key]
+    first_weight = np.arange(k, 0, -1, dtype=np.uint8)[:, None]  # class c -> K - c
+    out = np.empty(n, np.uint8)
+    for start in range(0, n, _BAND):
+        stop = min(n, start + _BAND)
+        size = stop - start
+        if size == _BAND:
+            block = cv2.transpose(values[start:stop], dst=planes)
+        else:  # the last, partial band
+            block = cv2.transpose(values[start:stop])
+        top = best[:size]
+        np.max(block, axis=0, out=top)
+        hit = reached[:, :size]
+        np.equal(block, top, out=hit.view(np.bool_))
+        np.multiply(hit, first_weight, out=hit)
+        np.max(hit, axis=0, out=out[start:stop])
+    np.subtract(np.uint8(k), out, out=out)
+    return out
 
 
 def _crop(array: np.ndarray, p: Placement) -> np.ndarray:

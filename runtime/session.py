@@ -97,11 +97,23 @@ class SegmentationSession:
                 "without --argmax to get logits"
             )
         tensor, placement = self._pre(pixels, bgr=bgr)
+        height, width = pixels.shape[:2]
+        if not self.backend.thread_safe and not logits:
+            # The mask is made under the lock from views of the backend's buffers (no copy of the
+            # logits); the result must own its memory before the next call may run.
+            with self._lock:
+                output = self.backend.run_borrowed(tensor)[name]
+                try:
+                    mask = post.mask(output, placement, height, width)
+                    if np.may_share_memory(mask, output):
+                        mask = mask.copy()
+                finally:
+                    del output
+            return mask
         with self._lock:
             output = self.backend.run(tensor)[name]
         # Outside the lock: every backend hands back arrays the next call does not overwrite
         # (copies, fresh arrays, or this thread's own OpenVINO request).
-        height, width = pixels.shape[:2]
         if logits:
             return post.logits(output, placement, height, width)
         return post.mask(output, placement, height, width)

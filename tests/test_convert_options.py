@@ -108,6 +108,13 @@ def test_argmax_mask_output(target, tmp_path):
     (mask,) = _run_file(target, converted, _Names(["mask"]), np.ascontiguousarray(x, dtype=np.float32))
     assert mask.shape == (1, 32, 32) and mask.dtype == np.uint8
     assert np.mean(mask == _torch_logits(model, image).argmax(1)) >= 0.999
+    if target == "tflite":  # NHWC inside: one ARG_MAX over the innermost axis, no TRANSPOSE first
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(converted.path))
+        ops = [op["op_name"] for op in interpreter._get_ops_details()]
+        assert ops.count("ARG_MAX") == 1, ops
+        assert ops[ops.index("ARG_MAX") - 1] != "TRANSPOSE", ops
 
 
 @pytest.fixture(scope="module")

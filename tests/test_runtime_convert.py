@@ -10,6 +10,7 @@ own add_tflite_metadata); the benchmark converts every target with edgeseg.conve
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from test_runtime_files import SIZE, random_image, tiny_model
 
@@ -30,8 +31,10 @@ def checkpoint(tmp_path_factory):
     "target, suffix, options",
     [
         ("onnx", ".onnx", {"layout": "nhwc", "include_preprocess": True, "argmax": True}),
+        # LiteRT masks are read from views of the interpreter's buffers (no copy of the output).
+        ("tflite", ".tflite", {"layout": "nhwc", "argmax": True}),
     ],
-    ids=["onnx-nhwc-preprocess-argmax"],
+    ids=["onnx-nhwc-preprocess-argmax", "tflite-nhwc-argmax"],
 )
 def test_converted_file_matches_the_reference(checkpoint, tmp_path, target, suffix, options):
     from edgeseg.converters import convert
@@ -43,7 +46,12 @@ def test_converted_file_matches_the_reference(checkpoint, tmp_path, target, suff
         assert getattr(seg.metadata, key) == value  # the runtime reads what the converter wrote
     assert seg.metadata.classes == model.metadata.classes
     reference = rt.load(ckpt, threads=1)
-    for seed, (h, w) in enumerate([(64, 64), (90, 150)]):
+    masks = []
+    for seed, (h, w) in enumerate([(64, 64), (90, 150), (64, 64)]):
         image = random_image(h, w, seed=seed)
         got, want = seg.predict(image), reference.predict(image)
         assert float((got == want).mean()) > 0.995, (target, h, w)
+        masks.append((got, got.copy()))
+    # A returned mask is the caller's: later calls (same size included) leave it as it was.
+    for got, kept in masks:
+        assert np.array_equal(got, kept)
