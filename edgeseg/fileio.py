@@ -50,10 +50,31 @@ def atomic_output(dest: str | os.PathLike[str], *, is_dir: bool = False) -> Iter
             os.replace(tmp, dest)
             _remove(old)
         else:
+            _default_permissions(tmp)
             os.replace(tmp, dest)
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _default_permissions(path: Path) -> None:
+    """Give a file the permissions of any new file (0666 minus the umask): some writers create
+    theirs owner-only (safetensors' save_file writes 0600), which a device user cannot read."""
+    mode = 0o666 & ~_umask()
+    if path.is_file() and path.stat().st_mode & 0o777 != mode:
+        os.chmod(path, mode)
+
+
+def _umask() -> int:
+    try:  # Linux reports it without changing it (os.umask must set it to read it: a race)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager

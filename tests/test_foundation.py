@@ -96,12 +96,18 @@ def test_confusion_matrix_absent_class_is_nan_and_bad_labels_raise():
 def test_atomic_output_uses_default_permissions(tmp_path):
     import os
 
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.models import create_model, tiny_config
+
     umask = os.umask(0o022)
     try:
         write_json_atomic(tmp_path / "r.json", {})
         with atomic_output(tmp_path / "d", is_dir=True) as tmp:
             (tmp / "f").write_text("x")
+        name = "lraspp_mobilenetv3_small"  # safetensors itself writes owner-only (0600) files
+        save_checkpoint(create_model(name, num_classes=2, **tiny_config(name)), tmp_path / "m.safetensors")
     finally:
         os.umask(umask)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644
