@@ -27,10 +27,13 @@ from edgeseg.runtime.tflite_metadata import add_tflite_metadata
 
 
 def quantizer(keep_float: tuple[str, ...] = (), *, qat: bool = False):
-    """litert-torch's PT2E quantizer: per-channel int8 weights, int8 activations."""
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    """litert-torch's PT2E quantizer (per-channel int8 weights, int8 activations), extended to
+    hard-swish / hard-sigmoid / resize (see ``tflite_quantizer``)."""
+    from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
 
-    q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
+    from edgeseg.quantization.tflite_quantizer import edgeseg_pt2e_quantizer
+
+    q = edgeseg_pt2e_quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
     for layer in keep_float:
         q.set_module_name(graph_path(layer), None)  # None = leave this module's ops in float
     return q

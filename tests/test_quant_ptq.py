@@ -98,6 +98,15 @@ def test_tflite_full_int8_io(checkpoint, tmp_path):
     weights = [t for t in interpreter.get_tensor_details() if t["dtype"] == np.int8 and len(t["shape"]) == 4
                and len(t["quantization_parameters"]["scales"]) > 1]
     assert weights, "per-channel int8 conv weights expected"
+    # Hard-swish, residual adds and resizes run in int8 (edgeseg's annotations): no float island
+    # between DEQUANTIZE and QUANTIZE on a feature map (only the 1x1 squeeze-excitation gates).
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    checked = [op for op in ops if op["op_name"] in ("HARD_SWISH", "ADD", "RESIZE_BILINEAR")
+               and np.prod(tensors[op["outputs"][0]]["shape"][1:3]) > 1]
+    assert {op["op_name"] for op in checked} == {"HARD_SWISH", "ADD", "RESIZE_BILINEAR"}
+    assert all(tensors[op["inputs"][0]]["dtype"] == np.int8 for op in checked), [
+        (op["op_name"], tensors[op["inputs"][0]]["dtype"]) for op in checked]
     assert _agreement(load(result.path), load(checkpoint), _images()) > 0.9
 
 
