@@ -1,7 +1,8 @@
 """ONNX target: torch.onnx dynamo exporter -> onnx.checker -> onnxslim, metadata in metadata_props.
 
-fp16 converts weights and compute to float16 but keeps the float32 ``image`` input and float
-outputs (``keep_io_types``), as the file contract says.
+fp16 stores weights and activations in float16 and computes in float16, except the op types in
+:data:`FP32_OPS`, which run in float32 between Casts (mixed precision); the ``image`` input and the
+outputs stay float32 (``keep_io_types``), as the file contract says.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ from edgeseg.metadata import METADATA_KEY
 # The exporter's default; every runtime we target (onnxruntime >= 1.20, OpenCV, TensorRT) reads it.
 OPSET = 18
 
+# Op types an fp16 file keeps in float32, on top of onnxruntime's default list (Max, Min, TopK...).
+# LayerNormalization, measured on mobileformer_lraspp_294m (random init, seeds 0-9, 128x256, the
+# fidelity benchmark's images; benchmarks/results/fidelity.md): in fp16 the global tokens are
+# rounded to fp16 twice per LayerNorm (its input, the residual sum, and its output), and the
+# tokens steer every pixel (bridges, dynamic-ReLU slopes): max |logit err| 2.3-4.5e-3, argmax
+# agreement down to 99.58%. Kept float32 (onnxruntime then fuses the residual Add into it, in
+# float32): 1.3-1.9e-3, worst 99.87%, near the cost of fp16 weights alone (0.7-1.3e-3). Softmax,
+# MatMul, GELU (Erf, Div), HardSigmoid or ReduceMean kept float32 as well moved the error by
+# < 0.4e-3 either way (seed noise); Gemm lowered it by 0.1-0.3e-3 but would keep 36% of the
+# weights in float32. Convs and matmuls stay float16: the file is half the fp32 size.
+FP32_OPS = ("LayerNormalization",)
+
 
 def export(graph, files: tuple[Path, ...], options) -> None:
     program = torch.onnx.export(
@@ -32,14 +45,34 @@ def export(graph, files: tuple[Path, ...], options) -> None:
     )
     model = onnxslim.slim(program.model_proto)
     if options.precision == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        # keep_io_types leaves the graph's Cast nodes out of order; slimming sorts them again.
-        model = onnxslim.slim(convert_float_to_float16(model, keep_io_types=True))
+        model = _to_mixed_fp16(model)
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, graph.metadata.to_json()
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(files[0]))
+
+
+def _to_mixed_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = convert_float_to_float16(model, keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP32_OPS])
+    _drop_duplicate_casts(model)
+    # keep_io_types leaves the graph's Cast nodes out of order; slimming sorts them again.
+    return onnxslim.slim(model)
+
+
+def _drop_duplicate_casts(model: onnx.ModelProto) -> None:
+    """The converter gives each float32 op its own Cast of an fp16 input, named after the input:
+    two such ops sharing an input (the LayerNorms share the all-ones scale once slimming has
+    merged equal initializers) get two identical Casts, an invalid graph. Keep the first."""
+    seen, nodes = set(), []
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.output[0] in seen:
+            continue
+        seen.update(node.output)
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 def read_metadata(files: tuple[Path, ...]) -> str | None:
