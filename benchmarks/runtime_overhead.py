@@ -4,7 +4,10 @@ LR-ASPP MobileNetV3-Small (19 classes, 512x512, random weights: timing does not 
 is converted with edgeseg.converters for each backend that runs here. For each, on a 720p RGB
 frame, in the same loop and interleaved (so machine load hits both alike):
   predict = seg.predict(frame)         resize + normalize + layout + backend + argmax + mask resize
-  invoke  = seg.backend.run(tensor)    the backend alone on a ready input tensor
+  invoke  = seg.backend.run(tensor)    the backend alone on a ready input tensor, as a plain call
+                                       to the library does it: set the input, run, fetch the outputs
+                                       as arrays (LiteRT's get_tensor copies them; seg.predict reads
+                                       the interpreter's output buffers in place instead)
 The budget is predict <= 1.15 x invoke (median over the loop). Writes
 benchmarks/results/runtime_overhead.{md,json}.
 
@@ -141,9 +144,11 @@ def main() -> None:
         "pre = resize of the 720p frame to the input + one table lookup per channel (normalize, "
         "quantize, layout); post = class argmax over the logits (numpy/OpenCV, when not in the graph) "
         "+ nearest resize of the mask to 720p. With logits out, post is dominated by the argmax over "
-        f"{CLASSES} x {SIZE[0]} x {SIZE[1]} floats (memory-bound, single-threaded), and NHWC logits "
-        "need a transpose first; compare predict across rows for end-to-end cost, since an argmax "
-        "inside the graph moves that work into invoke.",
+        f"{CLASSES} x {SIZE[0]} x {SIZE[1]} floats (memory-bound, single-threaded; NHWC logits are "
+        "transposed to class planes band by band first); compare predict across rows for end-to-end "
+        "cost, since an argmax inside the graph moves that work into invoke. invoke is the library's "
+        "plain call (input set, graph run, outputs fetched as arrays: LiteRT's get_tensor copies "
+        "them); seg.predict reads LiteRT's output buffers in place, so its post does not pay that copy.",
         "",
         "Reproduce: `nice -n 10 python benchmarks/runtime_overhead.py` "
         "(pre and post are also timed alone in the same loop; they are not subtracted from predict).",

@@ -166,6 +166,15 @@ def test_one_session_serves_several_threads(model_files, name):
     assert seg.thread_safe == (name != "tflite")  # LiteRT calls take turns under the lock
 
 
+@pytest.mark.parametrize("name", ["tflite", "onnx"])
+def test_bench_times_the_graph_call_of_every_backend(model_files, name):
+    # predict reads LiteRT's outputs in place (run_borrowed): the model call must still be timed.
+    from edgeseg.validate.bench import bench
+
+    (result,) = bench([model_files[name]], threads=1, warmup=1, runs=3, cold_start=False).files
+    assert 0 < result.model_call.min and result.model_call.mean <= result.predict.mean
+
+
 def test_threads_and_precision_reach_the_backend(model_files):
     onnx = rt.load(model_files["onnx"], threads=2)
     assert onnx.backend._session.get_session_options().intra_op_num_threads == 2
