@@ -278,6 +278,11 @@ def _weights_notes(rows: list[dict]) -> list[str]:
             by = {w: "/".join(dict.fromkeys(r["target"] for r in mine if r["weights"] == w)) for w in weights}
             notes.append(f"{model}: the targets were measured on different weights ("
                          + "; ".join(f"{t}: {w}" for w, t in by.items()) + "), compare them with care.")
+        # PyTorch's max |logit| on the same images fingerprints the weights the rows really ran.
+        logits = {f"{r['natural_max_abs_logit']:.4g}" for r in mine if "error" not in r}
+        if len(weights) == 1 and len(logits) > 1:
+            notes.append(f"{model}: same weights label, but PyTorch's max |logit| differs between rows "
+                         f"({', '.join(sorted(logits))}): not the same weights or images.")
     return notes
 
 
