@@ -249,11 +249,12 @@ def reading(rows: list[dict]) -> list[str]:
         lines.append(f"- OpenVINO at the CPU default precision (bf16 here): agreement {_worst(bf16):.2%} and up; "
                      f"gate missed by {sum(not _passed(r) for r in bf16)} of {len(bf16)} rows. Pin "
                      "INFERENCE_PRECISION_HINT=f32 where the gate matters (the converters' own check does).")
-    lines.append(f"- ONNX fp16 files are mixed precision: {', '.join(FP32_OPS)} computes in float32 (the measured "
-                 "reason is in converters/onnx.py), convs and matmuls in float16; LiteRT fp16 files store weights "
-                 "in fp16 and compute in fp32; OpenVINO fp16 compresses weights to f16.")
+    lines.append(f"- ONNX fp16 files are mixed precision: {', '.join(FP32_OPS)} and the logits head (classifier, "
+                 "upsampling) compute in float32, the other convs and matmuls in float16 (the measurements are in "
+                 "converters/onnx.py); LiteRT fp16 files store weights in fp16 and compute in fp32; OpenVINO fp16 "
+                 "compresses weights to f16.")
     lines += [f"- {line}" for line in _weights_notes(rows)]
-    lines.append("- Random-init models have nearly tied logits (max |logit| 1-2), so their agreement also measures "
+    lines.append("- Random-init models have nearly tied logits (max |logit| 0.2-2), so their agreement also measures "
                  "how many pixels lie within ~1e-3 of a tie, which depends on the draw. mobileformer_lraspp_294m, "
                  "measured once outside this script (ONNX Runtime, these images): seeds 0-9 pass the fp16 gate; "
                  "the 2 worst of 150 seeds (19 and 42, ~2% of pixels within 1e-3 of a tie) miss it even with fp16 "
@@ -267,22 +268,28 @@ def reading(rows: list[dict]) -> list[str]:
 
 def _weights_notes(rows: list[dict]) -> list[str]:
     """Models measured on missing targets, or on different weights for different targets."""
-    notes = []
+    missing, mixed, unlike = [], [], []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
-        missing = [t for t in TARGETS_HERE if not any(r["target"] == t for r in mine)]
-        if missing:
-            notes.append(f"{model}: no {'/'.join(missing)} rows yet.")
+        absent = [t for t in TARGETS_HERE if not any(r["target"] == t for r in mine)]
+        if absent:
+            missing.append(f"{model} ({'/'.join(absent)})")
         weights = dict.fromkeys(r["weights"] for r in mine)
         if len(weights) > 1:
             by = {w: "/".join(dict.fromkeys(r["target"] for r in mine if r["weights"] == w)) for w in weights}
-            notes.append(f"{model}: the targets were measured on different weights ("
-                         + "; ".join(f"{t}: {w}" for w, t in by.items()) + "), compare them with care.")
+            mixed.append(f"{model} ({'; '.join(f'{t}: {w}' for w, t in by.items())})")
         # PyTorch's max |logit| on the same images fingerprints the weights the rows really ran.
         logits = {f"{r['natural_max_abs_logit']:.4g}" for r in mine if "error" not in r}
         if len(weights) == 1 and len(logits) > 1:
-            notes.append(f"{model}: same weights label, but PyTorch's max |logit| differs between rows "
-                         f"({', '.join(sorted(logits))}): not the same weights or images.")
+            unlike.append(f"{model} ({', '.join(sorted(logits))})")
+    notes = []
+    if missing:
+        notes.append("Not measured yet: " + ", ".join(missing) + ".")
+    if mixed:
+        notes.append("Targets measured on different weights, compare them with care: " + ", ".join(mixed) + ".")
+    if unlike:
+        notes.append("Same weights label but PyTorch's max |logit| differs between rows (not the same weights "
+                     "or images): " + ", ".join(unlike) + ".")
     return notes
 
 
