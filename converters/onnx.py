@@ -118,8 +118,8 @@ def _casts_to(node: onnx.NodeProto, dtype: int) -> bool:
 
 def _drop_duplicate_casts(model: onnx.ModelProto) -> None:
     """The converter gives each float32 op its own Cast of an fp16 input, named after the input:
-    two such ops sharing an input (the LayerNorms share the all-ones scale once slimming has
-    merged equal initializers) get two identical Casts, an invalid graph. Keep the first."""
+    two such ops sharing an input (every LayerNorm's all-zero bias, merged by slimming with the
+    fp16 Linears' zero biases) get two identical Casts, an invalid graph. Keep the first."""
     seen, nodes = set(), []
     for node in model.graph.node:
         if node.op_type == "Cast" and node.output[0] in seen:
