@@ -194,8 +194,9 @@ def write_report(state: dict, args) -> None:
     lines = [
         "# Int8: PTQ and QAT per target (CPU)", "",
         f"Machine: {platform.machine()}, 2 cores shared with other jobs (timings are noisy); 1 thread per "
-        f"backend. Models trained on `synthetic:train` at {SIZE[0]}x{SIZE[1]} for a few minutes each "
-        f"(see steps below), scored on {args.eval_images} images of `{HELD_OUT}` (never used for training, "
+        f"backend. Models trained on `synthetic:train` at {SIZE[0]}x{SIZE[1]} (AdamW, poly schedule annealed "
+        "to zero over the steps below: converged float models, so QAT is compared with a finished model), "
+        f"scored on {args.eval_images} images of `{HELD_OUT}` (never used for training, "
         "calibration or QAT) by the harness (edgeseg.validate) against the float checkpoint in PyTorch.",
         f"PTQ: {args.calib_size} calibration images of `synthetic:train`. QAT: one QAT checkpoint per model "
         "(PT2E fake quantization, per-channel int8 weights, per-tensor int8 activations, BN folded and frozen; "
@@ -206,10 +207,11 @@ def write_report(state: dict, args) -> None:
           f"{state.get('quant', {}).get(n, {}).get('qat', {}).get('steps', '-')} steps"
           for n, t in state.get("train", {}).items()],
         "",
-        "Commands of this run (each with `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8.py`): "
-        "`--stages train --minutes 7`; `--stages quant --models lraspp_mobilenetv3_large --eval-images 60 --runs 20`; "
-        "`--stages quant --models segformer_b0 --qat-images 128 --eval-images 60 --runs 20`; "
-        "`--stages control` with the same --qat-images per model; `--stages report`.", "",
+        "Commands of this run (each with `OMP_NUM_THREADS=1 nice -n 5 python benchmarks/int8.py`): "
+        "`--stages train --models lraspp_mobilenetv3_large --steps 2500 --minutes 40`; "
+        "`--stages train --models segformer_b0 --steps 1500 --minutes 40`; "
+        "`--stages control,quant --models lraspp_mobilenetv3_large --runs 20`; "
+        "`--stages control,quant --models segformer_b0 --runs 20`; `--stages report`.", "",
         "| model | target | float mIoU | fp32 file mIoU | PTQ mIoU | QAT mIoU | QAT - float | float fine-tuned like QAT | int8/fp32 size | int8/fp32 latency | goals (0.5 / 30% / 0.6x) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
