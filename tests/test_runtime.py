@@ -175,6 +175,21 @@ def test_bench_times_the_graph_call_of_every_backend(model_files, name):
     assert 0 < result.model_call.min and result.model_call.mean <= result.predict.mean
 
 
+def test_openvino_precision_hint_follows_the_file():
+    import json
+
+    from edgeseg.runtime.openvino import _precision_hint
+
+    def stored(precision):
+        return json.dumps({"precision": precision})
+
+    # fp32 and int8 (its float ops) at f32 so masks match the reference; fp16: OpenVINO's choice.
+    assert _precision_hint(None, stored("fp32")) == "f32"
+    assert _precision_hint(None, stored("int8")) == "f32"
+    assert _precision_hint(None, stored("fp16")) is None
+    assert _precision_hint("bf16", stored("int8")) == "bf16"  # asked for on purpose
+
+
 def test_threads_and_precision_reach_the_backend(model_files):
     onnx = rt.load(model_files["onnx"], threads=2)
     assert onnx.backend._session.get_session_options().intra_op_num_threads == 2
