@@ -144,3 +144,40 @@ def test_int8_check_images_come_from_the_held_out_data():
     train = held_out_images("synthetic:train", 3, SIZE)
     assert len(images) == 3 and all(i.shape == (*SIZE, 3) and i.dtype == np.uint8 for i in images)
     assert not any(np.array_equal(a, b) for a in images for b in train)  # held out, not calibration
+
+
+def test_openvino_int8_matmuls_keep_float_activations_and_int8_weights(tmp_path):
+    # SegFormer's linears lose accuracy with int8 activations (quantization/openvino.py): their
+    # inputs stay float, their weights are still stored int8; convolutions get both.
+    import openvino as ov
+
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.data.synthetic import domain_classes
+    from edgeseg.models import create_model, tiny_config
+
+    name = "segformer_b0"
+    classes, palette = domain_classes("day")  # the gate scores on synthetic images
+    model = create_model(name, num_classes=len(classes), **tiny_config(name)).eval()
+    model.metadata = model.metadata.replace(input_size=(64, 64), classes=classes, palette=palette)
+    ckpt = save_checkpoint(model, tmp_path / "tiny.safetensors")
+    quant = QuantOptions(calib_size=4, gate_images=4, max_miou_drop=100.0, min_agreement=0.0)
+    path = convert(ckpt, "openvino", precision="int8", quant=quant, out=tmp_path / "q.xml").files[0].path
+    ops = ov.Core().read_model(str(path)).get_ordered_ops()
+
+    def source(op, port):
+        return op.input(port).get_source_output().get_node()
+
+    matmuls = [op for op in ops if op.get_type_name() == "MatMul"]
+    convs = [op for op in ops if op.get_type_name() == "Convolution"]
+    assert matmuls and convs
+    assert not any(source(op, port).get_type_name() == "FakeQuantize" for op in matmuls for port in (0, 1))
+    assert any(source(op, 0).get_type_name() == "FakeQuantize" for op in convs)
+
+    def weight_constant(op):  # int8 weights: Constant -> Convert -> [Subtract] -> Multiply -> MatMul
+        node = source(op, 1)
+        while node.get_type_name() in ("Multiply", "Convert", "Subtract", "Reshape", "Transpose"):
+            node = node.input(0).get_source_output().get_node()
+        return node if node.get_type_name() == "Constant" else None
+
+    linear_weights = [w for w in map(weight_constant, matmuls) if w is not None]
+    assert linear_weights and all(w.get_element_type() == ov.Type.i8 for w in linear_weights)
