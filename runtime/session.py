@@ -4,7 +4,8 @@ Thread safety: ``predict`` may be called from several threads on one session. Pr
 buffers are per thread; the backend call runs concurrently where the library allows it (ONNX
 Runtime, OpenVINO with one infer request per thread, PyTorch, CoreML) and under the session's lock
 where it does not (LiteRT/TFLite: one interpreter runs one call at a time; load one session per
-thread for parallel throughput). ``seg.thread_safe`` says which applies.
+thread for parallel throughput). There the mask is also made under the lock, straight from the
+interpreter's output buffers (no copy of the logits). ``seg.thread_safe`` says which applies.
 """
 
 from __future__ import annotations
