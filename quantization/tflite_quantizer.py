@@ -1,11 +1,14 @@
 """litert-torch's PT2E quantizer, extended to the activations and resizes LiteRT runs in int8.
 
-litert-torch annotates convolutions, linear layers, add/mul, pools, concat, sigmoid and softmax.
-Left alone, hard-swish and hard-sigmoid (every MobileNetV3 block and its squeeze-excitation) and
-the bilinear resizes of the LR-ASPP head stay float, so each block pays DEQUANTIZE -> float op ->
-QUANTIZE: int8 LR-ASPP MobileNetV3 ran *slower* than fp32 (1.24x, benchmarks/results/int8.md).
-LiteRT has int8 kernels for all of them (HARD_SWISH, LOGISTIC-free hard-sigmoid as its own
-quantized op sequence, RESIZE_BILINEAR with the input's scale), so they are annotated here:
+litert-torch annotates convolutions, linear layers, add/mul (matched by a source tag that
+non-strict torch.export does not record), pools, concat, sigmoid and softmax. Left alone, hard-swish
+and hard-sigmoid (every MobileNetV3 block and its squeeze-excitation), residual adds and the
+bilinear resizes of the LR-ASPP head stay float: each pays DEQUANTIZE -> float op -> QUANTIZE, and
+an int8-only accelerator (NNAPI/Edge TPU-style delegates) hands every such island back to the CPU.
+LiteRT has int8 kernels for them, so they are annotated here (LR-ASPP-L: QUANTIZE/DEQUANTIZE pairs
+40 -> 18; the rest sit on the 1x1 squeeze-excitation gates, where litert-torch decomposes
+hard-sigmoid into float ops). On this CPU's XNNPACK the int8 file is no faster for it (see
+benchmarks/results/int8.md); the point is a graph that is int8 end to end, as QAT then trains it.
 
 - hard-swish / hard-sigmoid / relu, residual adds and gating muls: inputs reuse their producers'
   int8 tensors, the output gets its own observer (its range differs from the inputs').
