@@ -183,7 +183,7 @@ NOTES = [
     "delegate partition and the int8 graph as 21, the builtin int8 kernels without XNNPACK are slower than "
     "fp32 too (25.3 vs 22.8 ms), and at 512x1024 int8 is still 1.23x. SegFormer's dense matmuls reach 0.45x "
     "on the same runtime.",
-    "- OpenVINO int8 leaves matmul inputs float (weights int8): with int8 linear inputs SegFormer lost 4.8 "
+    "- OpenVINO int8 leaves matmul inputs float (weights int8): with int8 linear inputs SegFormer lost 4.9 "
     "points (quantization/openvino.py), and the int8 graph comes from torch.export like the fp32 file "
     "(from the TorchScript frontend's ScaledDotProductAttention op it ran at 0.79x instead of 0.48x).",
     "- Timings: 1 thread, median of the model call, fp32 and int8 files of a target round robin in one run; "
