@@ -148,7 +148,7 @@ def main() -> None:
         "transposed to class planes band by band first); compare predict across rows for end-to-end "
         "cost, since an argmax inside the graph moves that work into invoke. invoke is the library's "
         "plain call (input set, graph run, outputs fetched as arrays: LiteRT's get_tensor copies "
-        "them); seg.predict reads LiteRT's output buffers in place, so its post does not pay that copy.",
+        "them); seg.predict reads LiteRT's output buffers in place, so predict does not pay that copy.",
         "",
         "Reproduce: `nice -n 10 python benchmarks/runtime_overhead.py` "
         "(pre and post are also timed alone in the same loop; they are not subtracted from predict).",
