@@ -90,7 +90,8 @@ def ignored_scope(layers: tuple[str, ...], modules: dict[str, str], types: list[
     """NNCF scope of the ops from the exported nodes inside ``layers`` (and of ``types``)."""
     import nncf
 
-    inside = [name for name, path in modules.items() if path and in_layers(path, tuple(map(graph_path, layers)))]
+    paths = tuple(map(graph_path, layers))
+    inside = [name for name, path in modules.items() if path and in_layers(path, paths)]
     patterns = [rf"^{re.escape(name)}/.*" for name in inside]
     return nncf.IgnoredScope(patterns=patterns, types=types or [], validate=False)
 

@@ -34,6 +34,7 @@ _SHARED_RANGE = {
     torch.ops.aten.upsample_bilinear2d.vec, torch.ops.aten.upsample_bilinear2d.default,
     torch.ops.aten.upsample_nearest2d.vec, torch.ops.aten.upsample_nearest2d.default,
 }
+_ANNOTATED = _OWN_OUTPUT_RANGE | _SHARED_RANGE | _BINARY
 
 
 def edgeseg_pt2e_quantizer():
@@ -55,22 +56,21 @@ def annotate_activations_and_resizes(model: torch.fx.GraphModule, config, filter
     from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec, get_output_act_qspec
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 
+    input_spec, own_output_spec = get_input_act_qspec(config), get_output_act_qspec(config)
+    if input_spec is None:
+        return 0
     count = 0
     for node in model.graph.nodes:
-        if node.op != "call_function" or node.target not in _OWN_OUTPUT_RANGE | _SHARED_RANGE | _BINARY:
+        if node.op != "call_function" or node.target not in _ANNOTATED:
             continue
         if _annotated(node) or (filter_fn is not None and not filter_fn(node)):
             continue
         sources = [a for a in node.args[: 2 if node.target in _BINARY else 1] if isinstance(a, Node)]
         if not sources or (node.target in _BINARY and len(sources) != 2):
             continue  # x + constant: litert-torch folds it into the neighbouring op
-        if get_input_act_qspec(config) is None:
-            continue
         # Reuse each producer's int8 tensor when it has one: no requantize between them.
-        inputs = {a: SharedQuantizationSpec(a) if _has_output_spec(a) else get_input_act_qspec(config) for a in sources}
-        output_spec = (
-            SharedQuantizationSpec((sources[0], node)) if node.target in _SHARED_RANGE else get_output_act_qspec(config)
-        )
+        inputs = {a: SharedQuantizationSpec(a) if _has_output_spec(a) else input_spec for a in sources}
+        output_spec = SharedQuantizationSpec((sources[0], node)) if node.target in _SHARED_RANGE else own_output_spec
         node.meta["quantization_annotation"] = QuantizationAnnotation(
             input_qspec_map=inputs, output_qspec=output_spec, _annotated=True
         )

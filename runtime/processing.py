@@ -215,12 +215,11 @@ def _argmax_channels_last(cv2, values: np.ndarray) -> np.ndarray:
     with whole-band operations: the maximum, which classes reach it, and the first of those
     (the largest of ``K - k`` over the classes that do)."""
     n, k = values.shape
+    buffers = _band_buffers.__dict__.setdefault("by_key", {})  # this thread's, per (K, dtype)
     key = (k, values.dtype)
-    buffers = getattr(_band_buffers, "by_key", {})
     if key not in buffers:
-        buffers = _band_buffers.by_key = {**buffers, key: (
-            np.empty((k, _BAND), values.dtype), np.empty(_BAND, values.dtype), np.empty((k, _BAND), np.uint8),
-        )}
+        buffers[key] = (np.empty((k, _BAND), values.dtype), np.empty(_BAND, values.dtype),
+                        np.empty((k, _BAND), np.uint8))
     planes, best, reached = buffers[key]
     first_weight = np.arange(k, 0, -1, dtype=np.uint8)[:, None]  # class c -> K - c
     out = np.empty(n, np.uint8)
