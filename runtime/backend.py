@@ -54,15 +54,27 @@ class Backend(ABC):
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """Run the graph on one ready input tensor; return every output by name.
 
-        The arrays stay valid until the same thread's next ``run`` (OpenVINO hands back views of
-        the thread's own request buffers; the other libraries return fresh arrays)."""
+        The arrays stay valid until the same thread's next ``run``: ONNX Runtime and OpenVINO
+        write into buffers each thread owns and reuses (I/O binding, the thread's infer request);
+        the other libraries return fresh arrays. Copy what must outlive that call."""
 
-    def run_borrowed(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+    def run_borrowed(self, tensor: np.ndarray | None) -> dict[str, np.ndarray]:
         """``run``, but the arrays may be views of the library's own output buffers, valid only
         until the next call: the session reads them under its lock and keeps nothing. Backends
         whose ``run`` copies (LiteRT's ``get_tensor``: 20 MB for 19 x 512 x 512 logits) skip the
-        copy here."""
+        copy here. ``tensor=None``: the input was written through :meth:`input_view`."""
+        if tensor is None:
+            raise NotImplementedError(f"the {self.name} backend has no input view to run from")
         return self.run(tensor)
+
+    def input_view(self) -> np.ndarray | None:
+        """A writable view of the library's own input buffer, or None where there is none.
+
+        Only for backends that are not thread-safe, under the session's lock: the session
+        writes the preprocessed image straight into it, drops the view, and calls
+        ``run_borrowed(None)``, so the library does not copy the input (LiteRT's
+        ``set_tensor``: 3 MB for a 512 x 512 float32 image)."""
+        return None
 
     def close(self) -> None:
         """Release native resources (optional)."""

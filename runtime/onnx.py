@@ -1,8 +1,15 @@
 """ONNX Runtime backend (``.onnx``). ``InferenceSession.run`` is thread-safe: one session serves
-every thread. ``threads`` sets intra-op threads; inter-op parallelism stays at 1 (one graph)."""
+every thread. ``threads`` sets intra-op threads; inter-op parallelism stays at 1 (one graph).
+
+Outputs of a fixed shape are written into buffers that each thread allocates once and reuses
+(I/O binding): ONNX Runtime would otherwise hand back freshly allocated memory every call, and
+reading 19 x 512 x 512 logits from it for the argmax costs ~0.5 ms more (2.5 vs 2.0 ms, LR-ASPP-S,
+1 thread) than reading the same values from a reused buffer. The graph call itself takes as long.
+"""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +63,32 @@ class OnnxBackend(Backend):
         self.input_count = len(inputs)
         self.input = _info(inputs[0])
         self.outputs = {o.name: _info(o) for o in self._session.get_outputs()}
+        known = set(_ORT_DTYPES)
+        self._bind = all(min(o.shape, default=0) > 0 for o in self.outputs.values()) and all(
+            o.type in known for o in self._session.get_outputs()
+        )
+        self._local = threading.local()
 
     def metadata_json(self) -> str | None:
         return self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        values = self._session.run(None, {self.input.name: tensor})
-        return dict(zip(self.outputs, values))
+        if not self._bind:  # an output of dynamic shape: ONNX Runtime allocates it
+            values = self._session.run(None, {self.input.name: tensor})
+            return dict(zip(self.outputs, values))
+        binding, buffers = self._binding()
+        binding.bind_cpu_input(self.input.name, np.ascontiguousarray(tensor))
+        self._session.run_with_iobinding(binding)
+        return dict(buffers)  # this thread's buffers: valid until its next run
+
+    def _binding(self):
+        """This thread's I/O binding, with every output bound to a buffer allocated once."""
+        local = self._local
+        if not hasattr(local, "binding"):
+            binding = self._session.io_binding()
+            buffers = {}
+            for name, info in self.outputs.items():
+                buffers[name] = out = np.empty(info.shape, info.dtype)
+                binding.bind_output(name, "cpu", 0, out.dtype, out.shape, out.ctypes.data)
+            local.binding, local.buffers = binding, buffers
+        return local.binding, local.buffers

@@ -43,6 +43,7 @@ class Preprocessor:
         self.tensor = tensor
         self.height, self.width = metadata.input_size
         self.nchw = metadata.layout == "nchw"
+        self.shape = (1, 3, self.height, self.width) if self.nchw else (1, self.height, self.width, 3)
         mean = np.asarray(metadata.mean, np.float64)
         # Letterbox padding is the mean colour: zero after normalization, as in training.
         self.pad_value = np.rint(mean * 255).astype(np.uint8)
@@ -50,12 +51,11 @@ class Preprocessor:
         self.tables_hwc = np.ascontiguousarray(self.tables.T).reshape(1, 256, 3)  # cv2.LUT, 3 channels
         self._local = threading.local()
 
-    def _buffer(self) -> np.ndarray:
+    def thread_buffer(self) -> np.ndarray:
         """This thread's input tensor, allocated once."""
         tensor = getattr(self._local, "tensor", None)
         if tensor is None:
-            shape = (1, 3, self.height, self.width) if self.nchw else (1, self.height, self.width, 3)
-            tensor = self._local.tensor = np.empty(shape, self.tensor.dtype)
+            tensor = self._local.tensor = np.empty(self.shape, self.tensor.dtype)
         return tensor
 
     def place(self, height: int, width: int) -> Placement:
@@ -77,12 +77,21 @@ class Preprocessor:
         canvas[p.top : p.top + p.height, p.left : p.left + p.width] = inner
         return canvas
 
-    def __call__(self, image: np.ndarray, *, bgr: bool) -> tuple[np.ndarray, Placement]:
+    def __call__(
+        self, image: np.ndarray, *, bgr: bool, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, Placement]:
+        """The input tensor for ``image``: written into ``out`` (the backend's own input buffer)
+        when given, else into this thread's buffer."""
         placement = self.place(*image.shape[:2])
         pixels = np.ascontiguousarray(self.resized(image, placement))
         # Model channel c reads image channel source[c]: BGR frames are reordered for free here.
         source = (2, 1, 0) if bgr else (0, 1, 2)
-        tensor = self._buffer()
+        tensor = self.thread_buffer() if out is None else out
+        if out is not None and (out.shape != self.shape or out.dtype != self.tensor.dtype):
+            raise UnsupportedModelError(
+                f"the backend's input buffer is {out.dtype} {out.shape}, not the {self.tensor.dtype} "
+                f"{self.shape} the metadata describes; convert the model again"
+            )
         cv2 = cv2_or_none()
         if cv2 is not None and self.tables.dtype in _CV2_LUT_DTYPES:
             if self.nchw:
@@ -171,7 +180,7 @@ def argmax_classes(logits: np.ndarray, axis: int) -> np.ndarray:
         if axis == 2:
             h, w, k = logits.shape
             return _argmax_channels_last(cv2, np.ascontiguousarray(logits).reshape(h * w, k)).reshape(h, w)
-        return _argmax_planes_cv2(cv2, list(logits))
+        return _argmax_planes_cv2(cv2, logits)
     if axis != 0:
         return np.argmax(logits, axis=axis)
     # Class-first without OpenCV: whole-plane comparisons beat np.argmax over the leading axis.
@@ -188,16 +197,29 @@ def argmax_classes(logits: np.ndarray, axis: int) -> np.ndarray:
 _CV2_ARGMAX_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.int8))
 
 
-def _argmax_planes_cv2(cv2, planes: list[np.ndarray]) -> np.ndarray:
+def _argmax_planes_cv2(cv2, logits: np.ndarray) -> np.ndarray:
     # A running maximum over the class planes. The index update needs no mask indexing: where
     # plane k wins, (255 & k) = k is larger than any earlier index, elsewhere 0 keeps it. SIMD
-    # OpenCV kernels make this ~6x faster than np.argmax on 19 x 512 x 512 logits.
-    best = np.array(planes[0], copy=True)
-    index = np.zeros(best.shape, np.uint8)
-    for k in range(1, len(planes)):
-        wins = cv2.compare(planes[k], best, cv2.CMP_GT)
-        cv2.max(index, cv2.bitwise_and(wins, k), dst=index)
-        cv2.max(best, planes[k], dst=best)
+    # OpenCV kernels make this ~6x faster than np.argmax on 19 x 512 x 512 logits. The running
+    # maximum and the win mask are this thread's scratch buffers, reused between calls (fresh
+    # ones cost ~10% of the argmax here); the index is the caller's to keep.
+    k, h, w = logits.shape
+    index = np.zeros((h, w), np.uint8)
+    if k == 1:
+        return index
+    scratch = _band_buffers.__dict__.setdefault("planes", {})  # this thread's, per (h, w, dtype)
+    key = (h, w, logits.dtype)
+    if key not in scratch:
+        scratch[key] = (np.empty((h, w), logits.dtype), np.empty((h, w), np.uint8))
+    best, wins = scratch[key]
+    cv2.compare(logits[1], logits[0], cv2.CMP_GT, dst=wins)
+    cv2.bitwise_and(wins, 1, dst=index)
+    cv2.max(logits[0], logits[1], dst=best)
+    for c in range(2, k):
+        cv2.compare(logits[c], best, cv2.CMP_GT, dst=wins)
+        cv2.bitwise_and(wins, c, dst=wins)
+        cv2.max(index, wins, dst=index)
+        cv2.max(best, logits[c], dst=best)
     return index
 
 

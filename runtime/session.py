@@ -97,12 +97,20 @@ class SegmentationSession:
                 f"{self.backend.path.name} ends in argmax and outputs only the mask; convert it "
                 "without --argmax to get logits"
             )
-        tensor, placement = self._pre(pixels, bgr=bgr)
         height, width = pixels.shape[:2]
         if not self.backend.thread_safe and not logits:
-            # The mask is made under the lock from views of the backend's buffers (no copy of the
-            # logits); the result must own its memory before the next call may run.
+            # Under the lock, in the backend's own buffers: the image is preprocessed straight into
+            # its input (no copy of the tensor) and the mask is made from views of its outputs (no
+            # copy of the logits); the result must own its memory before the next call may run.
             with self._lock:
+                view = self.backend.input_view()
+                in_place = view is not None
+                try:
+                    tensor, placement = self._pre(pixels, bgr=bgr, out=view)
+                finally:
+                    del view  # LiteRT refuses to run while a view of its buffers is alive
+                if in_place:
+                    tensor = None  # it was the view: the input is already in the backend
                 output = self.backend.run_borrowed(tensor)[name]
                 try:
                     mask = post.mask(output, placement, height, width)
@@ -111,13 +119,15 @@ class SegmentationSession:
                 finally:
                     del output
             return mask
+        tensor, placement = self._pre(pixels, bgr=bgr)
         with self._lock:
             output = self.backend.run(tensor)[name]
-        # Outside the lock: every backend hands back arrays the next call does not overwrite
-        # (copies, fresh arrays, or this thread's own OpenVINO request).
-        if logits:
-            return post.logits(output, placement, height, width)
-        return post.mask(output, placement, height, width)
+        # Outside the lock: every backend hands back arrays only this thread's next call
+        # overwrites (fresh arrays, or this thread's own ONNX Runtime / OpenVINO buffers). The
+        # result must own its memory all the same: the caller keeps it across calls.
+        result = post.logits(output, placement, height, width) if logits else post.mask(
+            output, placement, height, width)
+        return result.copy() if np.may_share_memory(result, output) else result
 
     def predict_batch(
         self, images: Iterable[np.ndarray], *, bgr: bool = False, domain: str | None = None

@@ -109,14 +109,18 @@ class TfliteBackend(Backend):
                 "corrupted: convert the model again"
             ) from exc
 
+    def input_view(self) -> np.ndarray:
+        return self._interpreter.tensor(self._input_index)()
+
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         self._interpreter.set_tensor(self._input_index, tensor)
         self._interpreter.invoke()
         return {name: self._interpreter.get_tensor(i) for name, i in self._output_index.items()}
 
-    def run_borrowed(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+    def run_borrowed(self, tensor: np.ndarray | None) -> dict[str, np.ndarray]:
         # Views of the interpreter's buffers: LiteRT refuses the next invoke while one is alive,
         # so the session drops them before it releases the interpreter.
-        self._interpreter.set_tensor(self._input_index, tensor)
+        if tensor is not None:
+            self._interpreter.set_tensor(self._input_index, tensor)
         self._interpreter.invoke()
         return {name: self._interpreter.tensor(i)() for name, i in self._output_index.items()}

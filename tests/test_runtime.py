@@ -166,6 +166,57 @@ def test_one_session_serves_several_threads(model_files, name):
     assert seg.thread_safe == (name != "tflite")  # LiteRT calls take turns under the lock
 
 
+@pytest.mark.parametrize("name", ["onnx", "onnx_nhwc", "onnx_nhwc_pre_argmax", "openvino", "tflite"])
+def test_results_own_their_memory(model_files, name):
+    # At the model's own size nothing is resized, so a mask or NHWC logits could be the backend's
+    # reused output buffer itself: each result must survive the next call.
+    seg = rt.load(model_files[name], threads=1)
+    first_image, second_image = random_image(*SIZE, seed=11), random_image(*SIZE, seed=12)
+    for kwargs in [{}] + ([] if seg.metadata.argmax else [{"logits": True}]):
+        first = seg.predict(first_image, **kwargs)
+        kept = first.copy()
+        second = seg.predict(second_image, **kwargs)
+        assert not np.array_equal(second, kept), "the two images must give different results"
+        np.testing.assert_array_equal(first, kept)
+        assert not np.shares_memory(first, second)
+
+
+def test_onnx_outputs_land_in_one_buffer_per_thread(model_files):
+    import onnxruntime as ort
+
+    backend = rt.load(model_files["onnx"], threads=1).backend
+    rng = np.random.default_rng(0)
+    x, y = (rng.standard_normal(backend.input.shape).astype(np.float32) for _ in range(2))
+    want = ort.InferenceSession(str(model_files["onnx"])).run(None, {backend.input.name: y})[0]
+    first = backend.run(x)["logits"]
+    second = backend.run(y)["logits"]
+    assert np.shares_memory(first, second)  # reused: no fresh 4-D array per call
+    np.testing.assert_allclose(second, want, rtol=1e-5, atol=1e-5)
+    other: dict[str, np.ndarray] = {}
+    worker = threading.Thread(target=lambda: other.update(backend.run(x)))
+    worker.start()
+    worker.join()
+    assert not np.shares_memory(other["logits"], second)  # another thread, another buffer
+    np.testing.assert_allclose(second, want, rtol=1e-5, atol=1e-5)
+
+
+def test_litert_predict_preprocesses_into_the_interpreter_input(model_files):
+    seg = rt.load(model_files["tflite"], threads=1)
+    interpreter = seg.backend._interpreter
+    copies = []
+    set_tensor = interpreter.set_tensor
+    interpreter.set_tensor = lambda *args: (copies.append(args[0]), set_tensor(*args))[1]
+    image = random_image(*SIZE, seed=4)
+    mask = seg.predict(image)
+    assert copies == []  # the tensor was written in place, not copied in
+    # The plain call still runs afterwards (no view of the interpreter's buffers left alive)
+    # and gives the same mask from the same tensor.
+    name, _ = seg._post[None]
+    logits = seg.backend.run(seg._pre(image, bgr=False)[0])[name]
+    assert len(copies) == 1
+    np.testing.assert_array_equal(mask, logits[0].argmax(-1))
+
+
 @pytest.mark.parametrize("name", ["tflite", "onnx"])
 def test_bench_times_the_graph_call_of_every_backend(model_files, name):
     # predict reads LiteRT's outputs in place (run_borrowed): the model call must still be timed.

@@ -163,6 +163,10 @@ def build_files(folder: Path, *, tflite: bool = True) -> dict[str, Path]:
     files["onnx_letterbox"] = export_onnx(
         model, nchw, folder / "letterbox.onnx", meta.replace(resize="letterbox")
     )
+    files["onnx_nhwc"] = export_onnx(
+        Graph.wrap(model, layout="nhwc"), nchw.permute(0, 2, 3, 1).contiguous(), folder / "nhwc.onnx",
+        meta.replace(layout="nhwc"),
+    )
     files["onnx_nhwc_pre_argmax"] = export_onnx(
         Graph.wrap(model, layout="nhwc", include_preprocess=True, argmax=True), nhwc_u8,
         folder / "nhwc_pre_argmax.onnx",

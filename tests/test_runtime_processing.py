@@ -111,6 +111,16 @@ def test_argmax_classes_matches_numpy_including_ties(monkeypatch, opencv, dtype)
     want = np.argmax(logits, 0)
     np.testing.assert_array_equal(processing.argmax_classes(logits, 0), want)
     np.testing.assert_array_equal(processing.argmax_classes(logits.transpose(1, 2, 0), 2), want)
+    # K = 1 and K = 2 (no loop past the first pair); the scratch buffers are reused, the
+    # returned masks are not: an earlier result survives the next call.
+    for k in (1, 2):
+        few = logits[:k]
+        np.testing.assert_array_equal(processing.argmax_classes(few, 0), np.argmax(few, 0))
+    first = processing.argmax_classes(logits, 0)
+    second = processing.argmax_classes(-logits, 0)
+    np.testing.assert_array_equal(first, want)
+    np.testing.assert_array_equal(second, np.argmax(-logits, 0))
+    assert not np.shares_memory(first, second)
 
 
 def test_numpy_fallback_matches_opencv(monkeypatch):

@@ -44,10 +44,10 @@ class TimedBackend:
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         return self._timed(self._inner.run, tensor)
 
-    def run_borrowed(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+    def run_borrowed(self, tensor: np.ndarray | None) -> dict[str, np.ndarray]:
         return self._timed(self._inner.run_borrowed, tensor)  # what predict calls on LiteRT
 
-    def _timed(self, call, tensor: np.ndarray) -> dict[str, np.ndarray]:
+    def _timed(self, call, tensor: np.ndarray | None) -> dict[str, np.ndarray]:
         start = time.perf_counter()
         outputs = call(tensor)
         self.last_run_s = time.perf_counter() - start
