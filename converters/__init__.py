@@ -151,9 +151,15 @@ def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, op
     from edgeseg.converters.failures import explain_failure
     from edgeseg.converters.verify import verify_file
     from edgeseg.fileio import atomic_output, atomic_outputs
+    from edgeseg.integrity import PLACEHOLDER, stamp
 
     dests = [dest.with_suffix(s) for s in spec.suffixes]
     writer = atomic_output(dest, is_dir=True) if spec.is_dir else atomic_outputs(*dests)
+    # Files record the checksum of their own bytes (edgeseg.integrity); a CoreML package is a
+    # directory that CoreML compiles on the device, and is left without one.
+    checksummed = not spec.is_dir
+    if checksummed:
+        graph.metadata = graph.metadata.replace(checksum=PLACEHOLDER)
     with writer as tmp:
         files = (tmp,) if spec.is_dir else tuple(tmp)
         try:
@@ -162,6 +168,8 @@ def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, op
             raise
         except Exception as exc:
             raise explain_failure(exc, graph, spec.name) from exc
+        if checksummed:
+            graph.metadata = graph.metadata.replace(checksum=stamp(files))
         runs = spec.runs_here()
         images = None
         if graph.metadata.precision == "int8" and runs and options.quant is not None:

@@ -90,6 +90,8 @@ class ModelMetadata:
         domains: every domain of a multi-domain model with its own classes and palette.
         output_names: for a file with one output per domain, the output name of each domain.
         edgeseg_version: version that wrote the file.
+        checksum: ``edgeseg-sha256:<hex>``, the SHA-256 of the converted file's own bytes (see
+            ``edgeseg.integrity``); the runtime refuses a file that no longer matches it.
         extra: free-form details (calibration, quantization scheme, training metrics).
     """
 
@@ -108,6 +110,7 @@ class ModelMetadata:
     domains: tuple[DomainInfo, ...] = ()
     output_names: dict[str, str] = field(default_factory=dict)
     edgeseg_version: str = __version__
+    checksum: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ import struct
 import warnings
 from pathlib import Path
 
+from edgeseg import integrity
 from edgeseg.errors import ConfigError as MetadataConfigError
 from edgeseg.metadata import ModelMetadata
 from edgeseg.runtime.backend import Backend
@@ -60,8 +61,15 @@ def load(
         raise ConfigError(f"threads={threads!r} must be a positive integer, or None for the default")
     name = _backend_name(path, backend)
     _check_file(path, name)
+    checksum = _verify_checksum(path, name)
     backend_obj = _backend_class(name)(path, threads=threads, precision=precision)
-    return SegmentationSession(backend_obj, read_metadata(backend_obj))
+    metadata = read_metadata(backend_obj)
+    if integrity.stamped(metadata.checksum) and metadata.checksum != checksum:
+        raise ModelFileError(
+            f"{path}: its metadata records a checksum, but the file's bytes hold no readable copy "
+            "of it; the file was damaged after conversion or edited: copy or convert it again"
+        )
+    return SegmentationSession(backend_obj, metadata)
 
 
 def read_metadata(backend: Backend) -> ModelMetadata:
@@ -160,6 +168,29 @@ def _sniff(path: Path) -> str | None:
     if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000:
         return "safetensors"
     return None
+
+
+# Files besides the main one that a backend reads (and a checksum covers).
+_COMPANIONS = {"openvino": (".bin",)}
+
+
+def _verify_checksum(path: Path, backend: str) -> str | None:
+    """Check a converted file against the checksum it records (edgeseg.integrity), before any
+    native library parses it. Returns the checksum, or None where the file records none."""
+    if backend in ("coreml", "torch"):
+        return None  # CoreML packages are directories; checkpoints are safetensors
+    companions = [path.with_suffix(s) for s in _COMPANIONS.get(backend, ())]
+    if not all(c.is_file() for c in companions):
+        return None  # the backend names the missing file
+    try:
+        return integrity.verify(path.read_bytes(), companions)
+    except integrity.ChecksumError as exc:
+        files = " or ".join(p.name for p in [path, *companions])
+        raise ModelFileError(
+            f"{path}: {exc}. {files} changed after conversion (an interrupted copy, a storage "
+            "fault, an edit): the weights cannot be trusted. Copy the file again from the "
+            "original, or convert the model again"
+        ) from exc
 
 
 def _check_file(path: Path, backend: str) -> None:

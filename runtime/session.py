@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from edgeseg.integrity import stamped
 from edgeseg.metadata import ModelMetadata
 from edgeseg.runtime.backend import Backend
 from edgeseg.runtime.errors import (
@@ -77,7 +78,8 @@ class SegmentationSession:
         return (
             f"{m.model} on {self.backend.name} ({self.backend.path.name}): {h}x{w} {m.layout} "
             f"{m.precision}, resize={m.resize}, preprocess {'in graph' if m.include_preprocess else 'in numpy'}, "
-            f"argmax {'in graph' if m.argmax else 'in numpy'}, threads: {self.backend.threads_note}"
+            f"argmax {'in graph' if m.argmax else 'in numpy'}, threads: {self.backend.threads_note}, "
+            f"checksum {'verified at load' if stamped(m.checksum) else 'not recorded in the file'}"
         )
 
     # --- inference -------------------------------------------------------------------------

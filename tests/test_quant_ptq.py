@@ -50,6 +50,7 @@ def test_onnx_int8_is_qdq_per_channel_and_gated(checkpoint, tmp_path):
     session, reference = load(result.path), load(checkpoint)
     assert session.metadata.precision == "int8"
     assert session.metadata.extra["quantization"]["calib_size"] == 8
+    assert "checksum verified at load" in session.describe()  # stamped after the int8 gate ran
     assert _agreement(session, reference, _images()) > 0.9
     # The gate is really applied: an impossible gate (bit-exact with float) rejects this file.
     with pytest.raises(AccuracyGateError, match="accuracy gate"):

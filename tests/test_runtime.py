@@ -130,6 +130,12 @@ def test_bgr_flag_non_contiguous_and_float_images_give_the_same_mask(sessions):
     np.testing.assert_array_equal(batch[0], mask)
 
 
+def test_files_without_a_checksum_still_run_and_say_so(sessions):
+    # Files written before checksums (or by hand, as here) run; describe() says nothing was verified.
+    assert sessions["onnx"].metadata.checksum is None
+    assert "checksum not recorded in the file" in sessions["onnx"].describe()
+
+
 def test_colorize_and_overlay(sessions):
     seg = sessions["onnx"]
     mask = np.array([[0, 1], [2, 3]] * 4, np.uint8).repeat(4, axis=1)

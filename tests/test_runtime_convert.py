@@ -33,8 +33,9 @@ def checkpoint(tmp_path_factory):
         ("onnx", ".onnx", {"layout": "nhwc", "include_preprocess": True, "argmax": True}),
         # LiteRT masks are read from views of the interpreter's buffers (no copy of the output).
         ("tflite", ".tflite", {"layout": "nhwc", "argmax": True}),
+        ("openvino", ".xml", {}),
     ],
-    ids=["onnx-nhwc-preprocess-argmax", "tflite-nhwc-argmax"],
+    ids=["onnx-nhwc-preprocess-argmax", "tflite-nhwc-argmax", "openvino"],
 )
 def test_converted_file_matches_the_reference(checkpoint, tmp_path, target, suffix, options):
     from edgeseg.converters import convert
@@ -55,3 +56,40 @@ def test_converted_file_matches_the_reference(checkpoint, tmp_path, target, suff
     # A returned mask is the caller's: later calls (same size included) leave it as it was.
     for got, kept in masks:
         assert np.array_equal(got, kept)
+    check_damage_is_refused(path)
+
+
+def check_damage_is_refused(path):
+    """The file records its checksum; a copy with one flipped byte, or with the record itself
+    damaged, is refused before it runs (edgeseg.integrity)."""
+    import shutil
+
+    seg = rt.load(path)
+    checksum = seg.metadata.checksum
+    assert checksum is not None and checksum.startswith("edgeseg-sha256:")
+    assert "checksum verified at load" in seg.describe()
+    data = path.read_bytes()
+    record = data.index(checksum.encode())
+    companions = [path.with_suffix(".bin")] if path.suffix == ".xml" else []
+    damages = {
+        "weights": len(data) // 2 if not record <= len(data) // 2 < record + len(checksum) else 100,
+        "record": record + len("edgeseg-sha256:"),
+    }
+    for what, position in damages.items():
+        broken = path.with_name(f"{what}_{path.name}")
+        damaged = bytearray(data)
+        damaged[position] = ord("g") if what == "record" else damaged[position] ^ 0x10
+        broken.write_bytes(bytes(damaged))
+        for companion in companions:
+            shutil.copyfile(companion, broken.with_suffix(companion.suffix))
+        match = "do not match the checksum" if what == "weights" else "no readable copy"
+        with pytest.raises(rt.errors.ModelFileError, match=match):
+            rt.load(broken)
+    for companion in companions:  # OpenVINO: the weights live in the .bin
+        broken = path.with_name(f"bin_{path.name}")
+        broken.write_bytes(data)
+        weights = bytearray(companion.read_bytes())
+        weights[len(weights) // 2] ^= 0x10
+        broken.with_suffix(companion.suffix).write_bytes(bytes(weights))
+        with pytest.raises(rt.errors.ModelFileError, match="do not match the checksum"):
+            rt.load(broken)

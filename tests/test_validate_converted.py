@@ -1,6 +1,7 @@
 """The harness on a real conversion: a zoo model exported to ONNX passes; the same file with its
-weights perturbed, and a perturbed checkpoint, are caught; the harness's mIoU equals a
-set-based computation over the masks the runtime predicts."""
+weights perturbed (refused at load by its checksum; caught by the gates when it carries none), and
+a perturbed checkpoint, are caught; the harness's mIoU equals a set-based computation over the
+masks the runtime predicts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from edgeseg.validate import FAILED_VALIDATION, PASSED, validate  # noqa: E402
+from edgeseg.validate import FAILED_TO_LOAD, FAILED_VALIDATION, PASSED, validate  # noqa: E402
 
 DATA = "synthetic:val"
 OPTIONS = {"size": (64, 96)}
@@ -37,14 +38,19 @@ def converted(tmp_path_factory):
         for p in model.parameters():
             p.mul_(1 + torch.randn_like(p))
     bad_checkpoint = save_checkpoint(model, root / "tiny_perturbed.safetensors")
-    return {"reference": reference, "good": good, "bad_onnx": _perturbed_onnx(good, root / "tiny_perturbed.onnx"),
-            "bad_checkpoint": bad_checkpoint}
+    return {"reference": reference, "good": good, "bad_checkpoint": bad_checkpoint,
+            "bad_onnx": _perturbed_onnx(good, root / "tiny_perturbed.onnx", keep_checksum=False),
+            "damaged_onnx": _perturbed_onnx(good, root / "tiny_damaged.onnx", keep_checksum=True)}
 
 
-def _perturbed_onnx(source, dest):
-    """The converted file with noise on its weights, metadata untouched: a silently broken export."""
+def _perturbed_onnx(source, dest, *, keep_checksum: bool):
+    """The converted file with noise on its weights. With its checksum dropped from the metadata
+    it is a self-consistent, silently broken export (only the gates catch it); with the checksum
+    kept it is a file damaged after conversion."""
     import onnx
     from onnx import numpy_helper
+
+    from edgeseg.metadata import METADATA_KEY, ModelMetadata
 
     model = onnx.load(str(source))
     rng = np.random.default_rng(0)
@@ -53,13 +59,16 @@ def _perturbed_onnx(source, dest):
         if values.dtype == np.float32 and values.size > 16:
             noisy = values * (1 + rng.standard_normal(values.shape)).astype(np.float32)
             init.CopyFrom(numpy_helper.from_array(noisy, init.name))
+    if not keep_checksum:
+        (entry,) = [p for p in model.metadata_props if p.key == METADATA_KEY]
+        entry.value = ModelMetadata.from_json(entry.value).replace(checksum=None).to_json()
     onnx.save(model, str(dest))
     return dest
 
 
 @pytest.fixture(scope="module")
 def run(converted):
-    files = [converted["good"], converted["bad_onnx"], converted["bad_checkpoint"]]
+    files = [converted["good"], converted["bad_onnx"], converted["bad_checkpoint"], converted["damaged_onnx"]]
     return validate(files, converted["reference"], DATA, limit=IMAGES, data_options=OPTIONS)
 
 
@@ -79,6 +88,12 @@ def test_perturbed_weights_are_caught(run, index):
     assert bad.status == FAILED_VALIDATION
     assert scored.agreement < 0.999 and "agrees with the reference on" in bad.reason
     assert scored.max_logit_error > 1e-2
+
+
+def test_file_damaged_after_conversion_fails_to_load(run):
+    damaged = run.files[3]
+    assert damaged.status == FAILED_TO_LOAD and not damaged.domains
+    assert "do not match the checksum recorded at conversion" in damaged.reason
 
 
 def _set_based_miou(pairs, num_classes):
