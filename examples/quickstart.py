@@ -222,32 +222,9 @@ def convert_all(checkpoint: Path, targets: list[str], precision: str, out: Path,
                      + (f" ({entry['error']})" if "error" in entry else ""))
 
 
-def precision_gates():
-    """The harness gates per precision. fp32 must match PyTorch (the harness defaults); int8 may
-    lose at most the 0.5 mIoU points of issue 7's QAT target and move 10% of pixels (the default
-    agreement gate of edgeseg.quantization, which already admitted the file)."""
-    from edgeseg.validate import Gates
-
-    return {"fp32": Gates(), "int8": Gates(max_miou_drop=0.5, min_agreement=0.90)}
-
-
-def apply_gates(run, gates) -> None:
-    """Re-judge each passed file with its own precision's gates (validate ran with the loosest)."""
-    from edgeseg.validate import FAILED_VALIDATION, PASSED
-
-    for result in run.files:
-        gate = gates.get(result.precision)
-        if result.status != PASSED or gate is None:
-            continue
-        reasons = [r for d in result.domains if d.reference is not None
-                   for r in gate.failures(d.miou_drop, d.agreement, d.class_deltas)]
-        if reasons:
-            result.status, result.reason = FAILED_VALIDATION, "; ".join(reasons)
-
-
 def validate_and_bench(checkpoint: Path, plan: Plan, out: Path, threads: int | None, progress: Progress,
                        outcome: Outcome) -> Path:
-    from edgeseg.validate import CANNOT_RUN_HERE, FAILED_TO_LOAD, validate
+    from edgeseg.validate import CANNOT_RUN_HERE, FAILED_TO_LOAD, Gates, validate
     from edgeseg.validate.bench import bench
     from edgeseg.validate.report import write_report
 
@@ -255,10 +232,11 @@ def validate_and_bench(checkpoint: Path, plan: Plan, out: Path, threads: int | N
     if not paths:
         raise RuntimeError("no converted file to validate: every conversion failed (see above)")
     say = progress.say
-    gates = precision_gates()
-    run = validate(paths, checkpoint, "synthetic:val", gates=gates["int8"], limit=plan.val_images,
+    # The harness's defaults: each file is held to its own precision's agreement gate, and every
+    # file to a mIoU drop of at most 0.5 points (issue 7's int8 target).
+    gates = Gates()
+    run = validate(paths, checkpoint, "synthetic:val", gates=gates, limit=plan.val_images,
                    threads=threads, data_options={"size": plan.size}, progress=say)
-    apply_gates(run, gates)
     runnable = [f.path for f in run.files if f.status not in (FAILED_TO_LOAD, CANNOT_RUN_HERE)]
     timing = bench(runnable, threads=threads, warmup=plan.bench_warmup, runs=plan.bench_runs,
                    cold_start=False, progress=say) if runnable else None
@@ -267,7 +245,9 @@ def validate_and_bench(checkpoint: Path, plan: Plan, out: Path, threads: int | N
         if result is None:
             continue
         entry["validation"] = {"status": result.status, "reason": result.reason, "size_bytes": result.size_bytes,
-                               "gates": gates[entry["precision"]].as_dict(), **_domain_scores(result)}
+                               "gates": {"max_miou_drop": gates.max_miou_drop,
+                                         "min_agreement": gates.agreement_for(entry["precision"])},
+                               **_domain_scores(result)}
         if result.status != "passed" and result.status != CANNOT_RUN_HERE:
             entry["status"] = "failed"
         timed = timing.result_for(entry["path"]) if timing else None
@@ -295,6 +275,7 @@ def _domain_scores(result) -> dict:
 # --- report -------------------------------------------------------------------------------------
 def write_summary(outcome: Outcome, out: Path) -> Path:
     from edgeseg.fileio import write_json_atomic, write_text_atomic
+    from edgeseg.validate import Gates
 
     lines = [
         "# edgeseg quickstart", "",
@@ -314,8 +295,7 @@ def write_summary(outcome: Outcome, out: Path) -> Path:
         size = f"{v['size_bytes'] / 1e6:.2f}" if v.get("size_bytes") else "-"
         lines.append(f"| {Path(f['path']).name} | {f['target']} | {f['precision']} | {status} | {size} | {miou} | {agree} | {timing} |")
     lines += ["", "Gates (edgeseg.validate, against the float checkpoint on the same images): "
-              + "; ".join(f"{p}: mIoU drop <= {g.max_miou_drop:g} points, pixel agreement >= {g.min_agreement:.1%}"
-                          for p, g in precision_gates().items())]
+              + Gates().describe()]
     errors = [f"- {Path(f['path']).name}: {f['error']}" for f in outcome.files if "error" in f]
     errors += [f"- {Path(f['path']).name}: {f['validation']['reason']}" for f in outcome.files
                if f.get("validation", {}).get("reason")]

@@ -117,6 +117,22 @@ def test_gate_thresholds_and_per_class_gate(files):
     assert "class 'green' IoU drops 75.00" in run.files[0].reason
 
 
+def test_agreement_gate_follows_each_files_precision():
+    gates = Gates()
+    assert [gates.agreement_for(p) for p in ("fp32", "fp16", "int8", None)] == [0.999, 0.995, 0.90, 0.999]
+    # 95% of pixels: fine for an int8 file, a failure for float files; the mIoU gate is shared.
+    assert gates.failures(0.1, 0.95, {}, "int8") == []
+    assert gates.failures(0.1, 0.95, {}, "fp32") == [
+        "agrees with the reference on 95.0000% of pixels (gate 99.9000% for fp32 files)"
+    ]
+    assert gates.failures(0.1, 0.99, {}, "fp16") and not gates.failures(0.1, 0.996, {}, "fp16")
+    assert gates.failures(0.6, 0.99, {}, "int8") == ["mIoU drops 0.60 points (gate 0.5)"]
+    assert "90.0% (int8)" in gates.describe()
+    fixed = Gates(min_agreement=0.5)  # given explicitly (--min-agreement): every precision
+    assert fixed.agreement_for("fp32") == 0.5 and fixed.failures(0.1, 0.6, {}, "fp32") == []
+    assert "50.0000%" in fixed.describe()
+
+
 def test_multi_domain_file_is_scored_per_domain(files):
     data = [f"a=folder:{files['hand_made']}", f"b=folder:{files['hand_made']}:val"]
     run = validate([files["two_heads"], files["two_heads_bad_b"]], files["two_heads"], data)

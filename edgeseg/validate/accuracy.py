@@ -210,5 +210,7 @@ def _domain_result(tally: _Tally, domain, spec: DataSpec, count, classes, ref_sc
             "edgeseg.runtime, so the file cannot be compared on it"
         )
     else:
-        result.gate_failures.extend(gates.failures(result.miou_drop, result.agreement, result.class_deltas))
+        result.gate_failures.extend(
+            gates.failures(result.miou_drop, result.agreement, result.class_deltas, tally.result.precision)
+        )
     return result

@@ -18,6 +18,13 @@ CANNOT_RUN_HERE = "cannot run here"
 STATUSES = (PASSED, FAILED_VALIDATION, FAILED_TO_LOAD, CANNOT_RUN_HERE)
 
 
+# Default pixel-agreement gate per precision of the file. fp32 must match PyTorch; fp16 may flip
+# near-ties (the converters' own fp16 check); int8 moves logits by quantization steps, so its
+# agreement only catches a broken file (the default of edgeseg.quantization's gate, which already
+# admitted it) and the mIoU-drop gate judges its accuracy. Files of unknown precision get fp32's.
+DEFAULT_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "int8": 0.90}
+
+
 @dataclass(frozen=True)
 class Gates:
     """What a converted file must keep relative to the PyTorch reference on the same images."""
@@ -25,8 +32,9 @@ class Gates:
     # Largest allowed mIoU loss in percentage points (reference mIoU - file mIoU). 0.5 points is
     # the usual "int8 is lossless" claim in the mobile segmentation papers.
     max_miou_drop: float = 0.5
-    # Smallest allowed fraction of pixels whose argmax class equals the reference's.
-    min_agreement: float = 0.999
+    # Smallest allowed fraction of pixels whose argmax class equals the reference's; None = the
+    # default for each file's precision (DEFAULT_AGREEMENT).
+    min_agreement: float | None = None
     # Also fail when any single class loses more than max_miou_drop points of IoU.
     per_class_gate: bool = False
 
@@ -36,7 +44,7 @@ class Gates:
                 f"max_miou_drop={self.max_miou_drop} must be a finite number of mIoU points >= 0 "
                 "(for example 0.5)"
             )
-        if not 0.0 <= self.min_agreement <= 1.0:
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
             raise ValidationSetupError(
                 f"min_agreement={self.min_agreement} is a fraction of pixels: give a value in [0, 1] "
                 "(for example 0.999)"
@@ -45,14 +53,36 @@ class Gates:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def failures(self, miou_drop: float, agreement: float, class_deltas: dict[str, float | None]) -> list[str]:
+    def agreement_for(self, precision: str | None) -> float:
+        """The agreement gate of a file of this precision."""
+        if self.min_agreement is not None:
+            return self.min_agreement
+        return DEFAULT_AGREEMENT.get(precision or "", DEFAULT_AGREEMENT["fp32"])
+
+    def describe(self) -> str:
+        """The gates in words, for reports."""
+        if self.min_agreement is not None:
+            agreement = f"{self.min_agreement:.4%}"
+        else:
+            agreement = ", ".join(f"{v:.1%} ({p})" for p, v in DEFAULT_AGREEMENT.items())
+        return (
+            f"mIoU drop <= {self.max_miou_drop:g} points{' (also per class)' if self.per_class_gate else ''}, "
+            f"pixel agreement with the reference >= {agreement}"
+        )
+
+    def failures(
+        self, miou_drop: float, agreement: float, class_deltas: dict[str, float | None],
+        precision: str | None = None,
+    ) -> list[str]:
         """Human-readable reasons the gates fail ([] = within the gates). Deltas are in points."""
         reasons = []
         if not math.isfinite(miou_drop) or miou_drop > self.max_miou_drop:
             reasons.append(f"mIoU drops {miou_drop:.2f} points (gate {self.max_miou_drop:g})")
-        if not agreement >= self.min_agreement:
+        least = self.agreement_for(precision)
+        if not agreement >= least:
             reasons.append(
-                f"agrees with the reference on {agreement:.4%} of pixels (gate {self.min_agreement:.4%})"
+                f"agrees with the reference on {agreement:.4%} of pixels (gate {least:.4%}"
+                + (f" for {precision} files)" if self.min_agreement is None else ")")
             )
         if self.per_class_gate:
             for name, delta in class_deltas.items():

@@ -66,8 +66,7 @@ def render_html(validation: ValidationRun | None, timing: BenchRun | None, envir
         verdict = "PASSED" if validation.passed else "NOT PASSED"
         parts.append(
             f"<h2>Accuracy: {verdict}</h2><p>reference {html.escape(validation.reference_path)}; data "
-            f"{html.escape(', '.join(validation.data))}; gates: mIoU drop &le; {g.max_miou_drop:g} points"
-            f"{' (also per class)' if g.per_class_gate else ''}, agreement &ge; {g.min_agreement:.4%}</p>"
+            f"{html.escape(', '.join(validation.data))}; gates: {html.escape(g.describe())}</p>"
         )
         parts.append(render_table(accuracy_table(validation), "accuracy", status_column=5))
         failing = reasons(validation)

@@ -52,9 +52,8 @@ def accuracy_markdown(validation: ValidationRun) -> list[str]:
     lines = [
         f"## Accuracy: {'PASSED' if validation.passed else 'NOT PASSED'}", "",
         f"Reference `{validation.reference_path}`, data {', '.join(validation.data)}, "
-        f"{'all' if validation.limit is None else validation.limit} images per domain. Gates: mIoU drop "
-        f"<= {g.max_miou_drop:g} points{' (also per class)' if g.per_class_gate else ''}, "
-        f"pixel agreement with the reference >= {g.min_agreement:.4%}.", "",
+        f"{'all' if validation.limit is None else validation.limit} images per domain. Gates: "
+        f"{g.describe()}.", "",
     ]
     lines += _markdown_table(accuracy_table(validation)) + [""]
     lines += [f"- **{n}** ({s}): {r}" for n, s, r in reasons(validation)]
