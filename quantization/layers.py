@@ -37,7 +37,8 @@ def reference_model(graph) -> nn.Module:
     net = graph.module.net
     if not hasattr(net, "metadata") or getattr(net, "metadata").domains:
         raise ConfigError(
-            "int8 conversion takes a single-domain model; for a multi-domain model convert one "
-            "domain's head at a time is not supported yet: export it in fp32/fp16"
+            "int8 conversion takes a single-domain model; multi-domain models are not supported "
+            "for int8 yet, neither as one file nor one domain at a time (--domain): export them "
+            "in fp32 or fp16"
         )
     return net

@@ -53,8 +53,9 @@ def load(
 
     ``backend``: force a backend (``onnxruntime``, ``litert``, ``openvino``, ``coreml``,
     ``torch``) instead of the one the suffix names. ``threads``: CPU threads the backend may use.
-    ``precision``: OpenVINO inference precision (``fp32``/``fp16``/``bf16``; fp32 files run at
-    fp32 by default); other backends run the file as stored and refuse it.
+    ``precision``: OpenVINO inference precision (``fp32``/``fp16``/``bf16``; by default every
+    file computes at fp32, as the converter verified it); other backends run the file as stored
+    and refuse it.
     """
     path = Path(path)
     if threads is not None and (not isinstance(threads, int) or threads < 1):

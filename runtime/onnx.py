@@ -77,7 +77,8 @@ class OnnxBackend(Backend):
             values = self._session.run(None, {self.input.name: tensor})
             return dict(zip(self.outputs, values))
         binding, buffers = self._binding()
-        binding.bind_cpu_input(self.input.name, np.ascontiguousarray(tensor))
+        tensor = np.ascontiguousarray(tensor)  # bound by address: kept alive until the run ends
+        binding.bind_cpu_input(self.input.name, tensor)
         self._session.run_with_iobinding(binding)
         return dict(buffers)  # this thread's buffers: valid until its next run
 

@@ -51,7 +51,7 @@ class Preprocessor:
         self.tables_hwc = np.ascontiguousarray(self.tables.T).reshape(1, 256, 3)  # cv2.LUT, 3 channels
         self._local = threading.local()
 
-    def thread_buffer(self) -> np.ndarray:
+    def _buffer(self) -> np.ndarray:
         """This thread's input tensor, allocated once."""
         tensor = getattr(self._local, "tensor", None)
         if tensor is None:
@@ -86,7 +86,7 @@ class Preprocessor:
         pixels = np.ascontiguousarray(self.resized(image, placement))
         # Model channel c reads image channel source[c]: BGR frames are reordered for free here.
         source = (2, 1, 0) if bgr else (0, 1, 2)
-        tensor = self.thread_buffer() if out is None else out
+        tensor = self._buffer() if out is None else out
         if out is not None and (out.shape != self.shape or out.dtype != self.tensor.dtype):
             raise UnsupportedModelError(
                 f"the backend's input buffer is {out.dtype} {out.shape}, not the {self.tensor.dtype} "
@@ -197,6 +197,10 @@ def argmax_classes(logits: np.ndarray, axis: int) -> np.ndarray:
 _CV2_ARGMAX_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.int8))
 
 
+# Scratch buffers of the argmax, one set per thread (so one session serves several threads).
+_scratch = threading.local()
+
+
 def _argmax_planes_cv2(cv2, logits: np.ndarray) -> np.ndarray:
     # A running maximum over the class planes. The index update needs no mask indexing: where
     # plane k wins, (255 & k) = k is larger than any earlier index, elsewhere 0 keeps it. SIMD
@@ -207,7 +211,7 @@ def _argmax_planes_cv2(cv2, logits: np.ndarray) -> np.ndarray:
     index = np.zeros((h, w), np.uint8)
     if k == 1:
         return index
-    scratch = _band_buffers.__dict__.setdefault("planes", {})  # this thread's, per (h, w, dtype)
+    scratch = _scratch.__dict__.setdefault("planes", {})  # this thread's, per (h, w, dtype)
     key = (h, w, logits.dtype)
     if key not in scratch:
         scratch[key] = (np.empty((h, w), logits.dtype), np.empty((h, w), np.uint8))
@@ -226,7 +230,6 @@ def _argmax_planes_cv2(cv2, logits: np.ndarray) -> np.ndarray:
 # Pixels per band of _argmax_channels_last: a (K, band) float32 block stays in cache (measured
 # on 19 x 512 x 512: 4096 -> 4.8 ms, 16384 -> 3.8 ms, whole array -> 4.7 ms).
 _BAND = 16384
-_band_buffers = threading.local()
 
 
 def _argmax_channels_last(cv2, values: np.ndarray) -> np.ndarray:
@@ -237,7 +240,7 @@ def _argmax_channels_last(cv2, values: np.ndarray) -> np.ndarray:
     with whole-band operations: the maximum, which classes reach it, and the first of those
     (the largest of ``K - k`` over the classes that do)."""
     n, k = values.shape
-    buffers = _band_buffers.__dict__.setdefault("by_key", {})  # this thread's, per (K, dtype)
+    buffers = _scratch.__dict__.setdefault("by_key", {})  # this thread's, per (K, dtype)
     key = (k, values.dtype)
     if key not in buffers:
         buffers[key] = (np.empty((k, _BAND), values.dtype), np.empty(_BAND, values.dtype),
