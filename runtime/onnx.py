@@ -84,12 +84,15 @@ class OnnxBackend(Backend):
 
     def _binding(self):
         """This thread's I/O binding, with every output bound to a buffer allocated once."""
-        local = self._local
-        if not hasattr(local, "binding"):
+        state = getattr(self._local, "state", None)
+        if state is None:
             binding = self._session.io_binding()
             buffers = {}
             for name, info in self.outputs.items():
                 buffers[name] = out = np.empty(info.shape, info.dtype)
                 binding.bind_output(name, "cpu", 0, out.dtype, out.shape, out.ctypes.data)
-            local.binding, local.buffers = binding, buffers
-        return local.binding, local.buffers
+            # The session first: a tuple releases its items last to first, so the native binding
+            # (which points into the session) is destroyed while the session still lives. ORT's
+            # IOBinding object releases its own session reference before its native binding.
+            state = self._local.state = (self._session, binding, buffers)
+        return state[1], state[2]

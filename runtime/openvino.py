@@ -52,6 +52,7 @@ class OpenVinoBackend(Backend):
     threads_note = "INFERENCE_NUM_THREADS of the compiled OpenVINO model"
 
     def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None):
+        hint = _precision_hint(precision)  # a bad value is refused before OpenVINO reads anything
         weights = path.with_suffix(".bin")
         if not weights.is_file():
             raise ModelFileNotFoundError(
@@ -74,7 +75,7 @@ class OpenVinoBackend(Backend):
         config = {}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
-        config["INFERENCE_PRECISION_HINT"] = _precision_hint(precision)
+        config["INFERENCE_PRECISION_HINT"] = hint
         try:
             self._compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:
