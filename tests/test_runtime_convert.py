@@ -1,11 +1,11 @@
 """The converter and the runtime together: files written by edgeseg.converters.convert run in
-edgeseg.runtime with the metadata they carry and give the PyTorch reference's masks.
+edgeseg.runtime with the metadata they carry, give the PyTorch reference's masks, and are refused
+once damaged (the checksum each file records of itself, edgeseg.integrity).
 
-One conversion only, the one that exercises the most of the contract (NHWC, preprocessing and
-argmax inside the graph): converting takes 15-60 s per target on the shared CPU, over the test
-budget for all four. The OpenVINO and TFLite readers are tested in test_runtime.py on files that
-carry the metadata the same way (rt_info, the TFLite metadata table written by the converters'
-own add_tflite_metadata); the benchmark converts every target with edgeseg.converters.
+Three conversions: ONNX and LiteRT with the most of the contract (NHWC, preprocessing and argmax
+inside the graph), and OpenVINO (a few seconds; its checksum also covers the .bin). Converting takes
+15-60 s per target on the shared CPU, so not every option of every target is crossed here; the
+benchmarks convert every target with edgeseg.converters.
 """
 
 from __future__ import annotations
