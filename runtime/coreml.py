@@ -36,6 +36,7 @@ def _info(feature) -> TensorInfo:
 
 class CoremlBackend(Backend):
     name = "coreml"
+    checksummed = False  # a .mlpackage is a directory
     thread_safe = True
     threads_note = "threads=1 restricts CoreML to the CPU; CoreML schedules its own threads"
 

@@ -62,8 +62,9 @@ def load(
         raise ConfigError(f"threads={threads!r} must be a positive integer, or None for the default")
     name = _backend_name(path, backend)
     _check_file(path, name)
-    checksum = _verify_checksum(path, name)
-    backend_obj = _backend_class(name)(path, threads=threads, precision=precision)
+    backend_class = _backend_class(name)
+    checksum = _verify_checksum(path, backend_class)
+    backend_obj = backend_class(path, threads=threads, precision=precision)
     metadata = read_metadata(backend_obj)
     if integrity.stamped(metadata.checksum) and metadata.checksum != checksum:
         raise ModelFileError(
@@ -171,16 +172,12 @@ def _sniff(path: Path) -> str | None:
     return None
 
 
-# Files besides the main one that a backend reads (and a checksum covers).
-_COMPANIONS = {"openvino": (".bin",)}
-
-
-def _verify_checksum(path: Path, backend: str) -> str | None:
+def _verify_checksum(path: Path, backend: type[Backend]) -> str | None:
     """Check a converted file against the checksum it records (edgeseg.integrity), before any
     native library parses it. Returns the checksum, or None where the file records none."""
-    if backend in ("coreml", "torch"):
-        return None  # CoreML packages are directories; checkpoints are safetensors
-    companions = [path.with_suffix(s) for s in _COMPANIONS.get(backend, ())]
+    if not backend.checksummed:
+        return None
+    companions = [path.with_suffix(s) for s in backend.companions]
     if not all(c.is_file() for c in companions):
         return None  # the backend names the missing file
     try:

@@ -50,10 +50,11 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     thread_safe = True
     threads_note = "INFERENCE_NUM_THREADS of the compiled OpenVINO model"
+    companions = (".bin",)  # the weights
 
     def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None):
         hint = _precision_hint(precision)  # a bad value is refused before OpenVINO reads anything
-        weights = path.with_suffix(".bin")
+        weights = path.with_suffix(self.companions[0])
         if not weights.is_file():
             raise ModelFileNotFoundError(
                 f"{path} needs its weights file {weights.name} beside it, which is missing; "

@@ -201,6 +201,14 @@ _CV2_ARGMAX_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.int8
 _scratch = threading.local()
 
 
+def _thread_scratch(kind: str, key: tuple, make):
+    """This thread's scratch buffers of ``kind`` for ``key``, made by ``make()`` the first time."""
+    buffers = _scratch.__dict__.setdefault(kind, {})
+    if key not in buffers:
+        buffers[key] = make()
+    return buffers[key]
+
+
 def _argmax_planes_cv2(cv2, logits: np.ndarray) -> np.ndarray:
     # A running maximum over the class planes. The index update needs no mask indexing: where
     # plane k wins, (255 & k) = k is larger than any earlier index, elsewhere 0 keeps it. SIMD
@@ -211,11 +219,9 @@ def _argmax_planes_cv2(cv2, logits: np.ndarray) -> np.ndarray:
     index = np.zeros((h, w), np.uint8)
     if k == 1:
         return index
-    scratch = _scratch.__dict__.setdefault("planes", {})  # this thread's, per (h, w, dtype)
-    key = (h, w, logits.dtype)
-    if key not in scratch:
-        scratch[key] = (np.empty((h, w), logits.dtype), np.empty((h, w), np.uint8))
-    best, wins = scratch[key]
+    best, wins = _thread_scratch(
+        "planes", (h, w, logits.dtype), lambda: (np.empty((h, w), logits.dtype), np.empty((h, w), np.uint8))
+    )
     cv2.compare(logits[1], logits[0], cv2.CMP_GT, dst=wins)
     cv2.bitwise_and(wins, 1, dst=index)
     cv2.max(logits[0], logits[1], dst=best)
@@ -240,12 +246,9 @@ def _argmax_channels_last(cv2, values: np.ndarray) -> np.ndarray:
     with whole-band operations: the maximum, which classes reach it, and the first of those
     (the largest of ``K - k`` over the classes that do)."""
     n, k = values.shape
-    buffers = _scratch.__dict__.setdefault("by_key", {})  # this thread's, per (K, dtype)
-    key = (k, values.dtype)
-    if key not in buffers:
-        buffers[key] = (np.empty((k, _BAND), values.dtype), np.empty(_BAND, values.dtype),
-                        np.empty((k, _BAND), np.uint8))
-    planes, best, reached = buffers[key]
+    planes, best, reached = _thread_scratch("bands", (k, values.dtype), lambda: (
+        np.empty((k, _BAND), values.dtype), np.empty(_BAND, values.dtype), np.empty((k, _BAND), np.uint8)
+    ))
     first_weight = np.arange(k, 0, -1, dtype=np.uint8)[:, None]  # class c -> K - c
     out = np.empty(n, np.uint8)
     for start in range(0, n, _BAND):

@@ -115,12 +115,9 @@ class SegmentationSession:
                     tensor = None  # it was the view: the input is already in the backend
                 output = self.backend.run_borrowed(tensor)[name]
                 try:
-                    mask = post.mask(output, placement, height, width)
-                    if np.may_share_memory(mask, output):
-                        mask = mask.copy()
+                    return _owned(post.mask(output, placement, height, width), output)
                 finally:
                     del output
-            return mask
         tensor, placement = self._pre(pixels, bgr=bgr)
         with self._lock:
             output = self.backend.run(tensor)[name]
@@ -129,7 +126,7 @@ class SegmentationSession:
         # result must own its memory all the same: the caller keeps it across calls.
         result = post.logits(output, placement, height, width) if logits else post.mask(
             output, placement, height, width)
-        return result.copy() if np.may_share_memory(result, output) else result
+        return _owned(result, output)
 
     def predict_batch(
         self, images: Iterable[np.ndarray], *, bgr: bool = False, domain: str | None = None
@@ -218,3 +215,9 @@ class SegmentationSession:
             f"{self.backend.path.name} has outputs {list(outputs)} and no output named {wanted!r}; "
             "an edgeseg file has one output, or one per domain listed in its metadata"
         )
+
+
+def _owned(result: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """``result``, copied if it shares memory with the backend's output buffer (at the model's own
+    size nothing is resized, so a mask or NHWC logits can be that buffer itself)."""
+    return result.copy() if np.may_share_memory(result, output) else result

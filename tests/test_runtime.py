@@ -253,7 +253,7 @@ def test_openvino_runs_every_file_at_f32_unless_asked(model_files, tmp_path):
     code = f"""
 import openvino as ov, edgeseg.runtime as rt
 F32, BF16 = {{"f32", "<Type: 'float32'>"}}, {{"bf16", "<Type: 'bfloat16'>"}}
-paths = {{k: v for k, v in {({k: str(v) for k, v in paths.items()})!r}.items()}}
+paths = {({k: str(v) for k, v in paths.items()})!r}
 for stored, path in paths.items():
     seg = rt.load(path, threads=1)
     assert seg.metadata.precision == stored
@@ -269,7 +269,7 @@ except rt.errors.ConfigError as exc:
     assert "not one of" in str(exc), exc
 print("ok")
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = run_python(code)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
@@ -304,11 +304,13 @@ sys.meta_path.insert(0, Block())
 """
 
 
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (no state shared with this test process)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
 def run_blocked(code: str, blocked: set[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", _BLOCK_TORCH.format(blocked=blocked) + code],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
+    return run_python(_BLOCK_TORCH.format(blocked=blocked) + code)
 
 
 def test_runtime_runs_every_backend_without_torch(model_files):
