@@ -1,19 +1,28 @@
 """Joint image/mask augmentations: what happens to the image happens to the mask.
 
-Geometry (scale, crop, flip) moves image and mask together: the image is resized bilinearly,
-the mask with nearest neighbour (labels are never blended), and pixels outside the image after
-a crop are 255 in the mask (ignored) and 0 in the normalized image (the mean colour).
-Colour jitter touches the image only. Numpy and OpenCV do the work; ``__call__`` wraps the
-result in torch tensors, ``apply`` returns numpy arrays.
+Two stages, so the expensive float work can run where it is cheapest:
+
+1. :meth:`TrainTransform.geometry` (numpy + OpenCV, in a loader worker): random scale, crop and
+   flip as ONE inverse affine warp straight to the crop, on uint8 pixels. Its cost grows with the
+   crop, not with the scaled image (scale 2 at 512x1024 would otherwise resize to 1024x2048
+   first), and only uint8 crops cross the worker pipes (1.5 MB at 512x1024 instead of 6 MB of
+   float32). The image is resampled bilinearly, the mask by nearest neighbour at the same pixel
+   centres (labels are never blended). The result is a :class:`Crop`: the crop, its mask, the
+   colour-jitter factors drawn for it and the size of its valid (non-padded) top-left region.
+2. The pixel stage: colour jitter and normalization, on the valid region; padding becomes 0 in the
+   image (the mean colour once normalized) and 255 in the mask (ignored). :func:`pixels_to_chw` is
+   the numpy version (``apply``); ``edgeseg.train.batches.PixelStage`` does the same arithmetic in
+   torch on a whole batch, on the GPU when training there.
 
 Randomness comes from a ``numpy.random.Generator``: pass one (``TorchDataset`` passes one per
 DataLoader worker, seeded from torch's worker seed), or leave it out to use one seeded from
-``torch.initial_seed()`` in this process.
+``torch.initial_seed()`` in this process. The draws are scale, top, left, flip, then jitter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,6 +55,43 @@ def normalize_to_chw(image: np.ndarray, mean, std) -> np.ndarray:
         np.multiply(image[..., c], scale[c], out=out[c], dtype=np.float32)
         out[c] -= shift[c]
     return out
+
+
+class Crop(NamedTuple):
+    """What the geometry stage hands to the pixel stage (all numpy, uint8 pixels)."""
+
+    image: np.ndarray  # out_h x out_w x 3 uint8 RGB; only the valid region is meaningful
+    mask: np.ndarray  # out_h x out_w uint8 train ids, 255 outside the valid region
+    jitter: np.ndarray  # (3,) float32 brightness, contrast, saturation factors (1 = unchanged)
+    valid: tuple[int, int]  # (h, w) of the top-left region that holds image pixels
+
+
+def jitter_pixels(image: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Brightness, contrast (about the mean grey), saturation (about each pixel's grey), in place on
+    float32 H x W x 3 pixels in 0..255, clipped back to that range."""
+    brightness, contrast, saturation = (np.float32(v) for v in factors)
+    image *= brightness
+    grey = image @ _LUMA
+    image -= grey.mean()
+    image *= contrast
+    image += grey.mean()
+    grey = (image @ _LUMA)[..., None]
+    image -= grey
+    image *= saturation
+    image += grey
+    return np.clip(image, 0, 255, out=image)
+
+
+def pixels_to_chw(crop: Crop, mean, std, jitter: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The numpy pixel stage: (normalized float32 3 x H x W, int64 mask); padding 0 / 255."""
+    h, w = crop.valid
+    out_h, out_w = crop.mask.shape
+    pixels = crop.image[:h, :w]
+    if jitter:
+        pixels = jitter_pixels(pixels.astype(np.float32), crop.jitter)
+    image_out = np.zeros((3, out_h, out_w), np.float32)  # 0 = the mean colour once normalized
+    image_out[:, :h, :w] = normalize_to_chw(pixels, mean, std)
+    return image_out, crop.mask.astype(np.int64)
 
 
 def _to_torch(image: np.ndarray, mask: np.ndarray):
@@ -107,41 +153,42 @@ class TrainTransform:
         return _to_torch(*self.apply(sample, rng))
 
     def apply(self, sample: Sample, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Both stages in numpy: (normalized float32 3 x H x W, int64 mask)."""
+        return pixels_to_chw(self.geometry(sample, rng), self.mean, self.std, self.color_jitter > 0)
+
+    def geometry(self, sample: Sample, rng: np.random.Generator | None = None) -> Crop:
+        """Random scale, crop and flip in one warp, and the jitter factors (see the module doc)."""
         rng = rng if rng is not None else self._process_rng.get()
         cv2 = _cv2()
         out_h, out_w = self.size
         in_h, in_w = sample.mask.shape
         factor = max(out_h / in_h, out_w / in_w) * rng.uniform(*self.scale)
         new_h, new_w = max(round(in_h * factor), 1), max(round(in_w * factor), 1)
-        image = cv2.resize(sample.image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        mask = cv2.resize(sample.mask, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
         top = int(rng.integers(0, max(new_h - out_h, 0) + 1))
         left = int(rng.integers(0, max(new_w - out_w, 0) + 1))
-        image = image[top : top + out_h, left : left + out_w]  # crops smaller than size are padded below
-        mask = mask[top : top + out_h, left : left + out_w]
-        if self.flip and rng.random() < 0.5:
-            image, mask = image[:, ::-1], mask[:, ::-1]
-        pixels = self._jitter(image.astype(np.float32), rng) if self.color_jitter > 0 else image
-        image_out = np.zeros((3, out_h, out_w), np.float32)  # 0 = the mean colour once normalized
-        mask_out = np.full((out_h, out_w), IGNORE_INDEX, np.int64)
-        h, w = mask.shape
-        image_out[:, :h, :w] = normalize_to_chw(pixels, self.mean, self.std)
-        mask_out[:h, :w] = mask
-        return image_out, mask_out
-
-    def _jitter(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = min(out_h, new_h - top), min(out_w, new_w - left)  # smaller than size: padded below
+        flip = self.flip and rng.random() < 0.5
         j = self.color_jitter
-        brightness, contrast, saturation = 1 + rng.uniform(-j, j, 3)
-        image *= np.float32(brightness)
-        grey = image @ _LUMA
-        image -= grey.mean()
-        image *= np.float32(contrast)
-        image += grey.mean()
-        grey = (image @ _LUMA)[..., None]
-        image -= grey
-        image *= np.float32(saturation)
-        image += grey
-        return np.clip(image, 0, 255, out=image)
+        jitter = (1 + rng.uniform(-j, j, 3)).astype(np.float32) if j > 0 else np.ones(3, np.float32)
+        # Output pixel x of the crop is pixel x + left of the image resized to new_w (mirrored when
+        # flipped). Bilinear samples it at source position (x + left + 0.5) * sx - 0.5, exactly
+        # where cv2.resize would; nearest (which warpAffine rounds) takes the source pixel whose
+        # centre is closest to that point, so labels sit where the image's pixels came from.
+        sx, sy = in_w / new_w, in_h / new_h
+        first_x = (w - 1 + left) if flip else left
+        step_x = -sx if flip else sx
+        bilinear = np.array([[step_x, 0, (first_x + 0.5) * sx - 0.5], [0, sy, (top + 0.5) * sy - 0.5]])
+        flags = cv2.WARP_INVERSE_MAP
+        image = cv2.warpAffine(sample.image, bilinear, (w, h), flags=flags | cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+        mask = cv2.warpAffine(sample.mask, bilinear, (w, h), flags=flags | cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_REPLICATE)
+        if (h, w) != (out_h, out_w):
+            image_out = np.zeros((out_h, out_w, 3), np.uint8)
+            mask_out = np.full((out_h, out_w), IGNORE_INDEX, np.uint8)
+            image_out[:h, :w], mask_out[:h, :w] = image, mask
+            image, mask = image_out, mask_out
+        return Crop(image, mask, jitter, (h, w))
 
 
 @dataclass
@@ -165,10 +212,14 @@ class EvalTransform:
         return _to_torch(*self.apply(sample, rng))
 
     def apply(self, sample: Sample, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return pixels_to_chw(self.geometry(sample, rng), self.mean, self.std, jitter=False)
+
+    def geometry(self, sample: Sample, rng: np.random.Generator | None = None) -> Crop:
+        """The resize alone (no draws), as a :class:`Crop` for the shared pixel stage."""
         image, mask = sample.image, sample.mask
         if self.size is not None and mask.shape != self.size:
             cv2 = _cv2()
             out_h, out_w = self.size
             image = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
             mask = cv2.resize(mask, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
-        return normalize_to_chw(image, self.mean, self.std), mask.astype(np.int64)
+        return Crop(np.ascontiguousarray(image), np.ascontiguousarray(mask), np.ones(3, np.float32), mask.shape)

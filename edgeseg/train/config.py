@@ -17,6 +17,7 @@ from edgeseg.errors import ConfigError
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+COMPILE_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class TrainConfig:
     amp: str = "auto"
     # NHWC memory layout on CUDA (faster convolutions with tensor cores); ignored on CPU.
     channels_last: bool = True
+    # torch.compile the model: auto = on CUDA (measured faster there), off on CPU; or on / off.
+    compile: str = "auto"
 
     def __post_init__(self) -> None:
         data = (self.data,) if isinstance(self.data, str) else tuple(self.data)
@@ -93,6 +96,7 @@ class TrainConfig:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("schedule", self.schedule, SCHEDULES)
         _one_of("amp", self.amp, AMP_MODES)
+        _one_of("compile", self.compile, COMPILE_MODES)
         if (self.epochs is None) == (self.iters is None):
             raise ConfigError("give exactly one of epochs or iters (e.g. --iters 2000)")
         for name in ("epochs", "iters", "batch_size", "checkpoint_every", "log_every"):

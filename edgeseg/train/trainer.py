@@ -25,6 +25,7 @@ from torch import nn
 from edgeseg.errors import ConfigError
 from edgeseg.fileio import write_text_atomic
 from edgeseg.train.config import TrainConfig
+from edgeseg.train.batches import DeviceBatches, PixelStage
 from edgeseg.train.data import DomainData, build_domains, eval_loader, train_loader
 from edgeseg.train.device import DeviceSetup, resolve_device
 from edgeseg.train.distributed import DistInfo, barrier, broadcast_flag, init_distributed, shutdown_distributed
@@ -38,7 +39,7 @@ LAST = "last.safetensors"
 BEST = "best.safetensors"
 TRAIN_STATE = "train_state.safetensors"
 # Fields that may differ between an interrupted run and its resume (they change no result).
-RESUMABLE_CHANGES = {"workers", "log_every", "device", "out", "max_minutes", "eval_limit"}
+RESUMABLE_CHANGES = {"workers", "log_every", "device", "out", "max_minutes", "eval_limit", "compile"}
 
 
 @dataclass
@@ -117,11 +118,16 @@ class _Run:
                     module.momentum = cfg.bn_momentum
         mean, std = self.model.metadata.mean, self.model.metadata.std
         self.train_transform = TrainTransform(cfg.size, mean, std, scale=cfg.scale_range)
+        self.pixel_stage = PixelStage(mean, std, jitter=self.train_transform.color_jitter > 0,
+                                      channels_last=self.setup.channels_last)
         self.eval_transform = EvalTransform(cfg.size, mean, std)
         self.optimizer = build_optimizer(self.model.parameters(), name=cfg.optimizer, lr=cfg.lr,
                                          momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler(self.setup.device.type, enabled=self.setup.needs_grad_scaler)
         self.loss = MixLoss()
+        self.compiled = _use_compile(cfg.compile, self.setup.device)
+        if self.compiled:
+            self.model.compile()  # in place: state_dict keys and checkpoints stay as they are
         self.forward = DomainForward(self.model, self.multidomain)
         if dist_info.enabled:
             ids = [self.setup.device.index] if self.setup.device.type == "cuda" else None
@@ -141,7 +147,7 @@ class _Run:
         resumed_from = self._resume() if self.resume else None
         if self.dist.is_main:
             write_text_atomic(self.out / "config.yaml", cfg.to_yaml())
-        streams = [iter(self._train_loader(d)) for d in self.domains]
+        batches = DeviceBatches([self._train_loader(d) for d in self.domains], self.setup.device, self.pixel_stage)
         bar = ProgressBar(self.total_steps, self.state.step, enabled=self.progress_enabled)
         metrics = MetricsWriter(self.out, enabled=self.dist.is_main)
         images_per_step = cfg.batch_size * len(self.domains) * self.dist.world_size
@@ -155,7 +161,8 @@ class _Run:
                 lr = cfg.lr * lr_factor(self.state.step, self.total_steps, schedule=cfg.schedule,
                                         warmup_steps=cfg.warmup_steps, poly_power=cfg.poly_power)
                 set_lr(self.optimizer, lr)
-                loss = self._step([next(s) for s in streams])
+                loss = self._step(next(batches))
+                batches.prefetch()  # the next step's copy overlaps this step's queued GPU work
                 self.state.step += 1
                 window.add(loss, images_per_step)
                 step = self.state.step
@@ -165,7 +172,10 @@ class _Run:
                 if end_of_epoch:
                     self.state.epoch += 1
                 out_of_time = cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes
-                out_of_time = broadcast_flag(out_of_time, self.dist, self.setup.device)
+                if self.dist.enabled:
+                    # Rank 0's clock decides, read every log_every steps: a per-step broadcast would
+                    # wait for the GPU at every step.
+                    out_of_time = step % cfg.log_every == 0 and broadcast_flag(out_of_time, self.dist, self.setup.device)
                 done = step == self.total_steps or out_of_time
                 if (end_of_epoch and cfg.eval_every == 0) or (cfg.eval_every and step % cfg.eval_every == 0) or done:
                     self._evaluate(lr, window, bar)
@@ -195,13 +205,14 @@ class _Run:
             checkpoints_written=self.written,
         )
 
-    def _step(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    def _step(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Queue one optimizer step; returns the loss as a device tensor (reading it would make
+        the host wait for the GPU, so :class:`_Window` reads it every ``log_every`` steps)."""
         setup = self.setup
         images, masks = {}, {}
-        for domain, (x, y) in zip(self.domains, batches):
-            x = x.to(setup.device, non_blocking=True)
-            images[domain.name] = x.contiguous(memory_format=torch.channels_last) if setup.channels_last else x
-            masks[domain.name] = y.to(setup.device, non_blocking=True)
+        for domain, (x, y) in zip(self.domains, batches):  # on the device, in the model's layout
+            images[domain.name] = x
+            masks[domain.name] = y
         autocast = (torch.autocast(setup.device.type, dtype=setup.amp_dtype) if setup.amp_dtype
                     else contextlib.nullcontext())
         with autocast:
@@ -212,13 +223,15 @@ class _Run:
         self.scaler.scale(result.total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(result.total.detach())
+        return result.total.detach()
 
     def _train_loader(self, domain: DomainData):
+        on_cuda = self.setup.device.type == "cuda"
         loader, _ = train_loader(
             domain, self.train_transform, batch_size=self.cfg.batch_size, seed=self.cfg.seed,
             start_step=self.state.step, workers=self.cfg.workers, rank=self.dist.rank,
-            world_size=self.dist.world_size, pin_memory=self.setup.device.type == "cuda")
+            world_size=self.dist.world_size, pin_memory=on_cuda,
+            stage=None if on_cuda else self.pixel_stage)  # CPU: the workers run the pixel stage
         return loader
 
     # --- evaluation and checkpoints ----------------------------------------------------------
@@ -310,21 +323,29 @@ class _Window:
         self.start = time.perf_counter()
         self.steps = 0
         self.images = 0
-        self.loss_sum = 0.0
+        self.loss_sum: torch.Tensor | float = 0.0  # summed on the device; read only in .loss
 
-    def add(self, loss: float, images: int) -> None:
+    def add(self, loss: torch.Tensor, images: int) -> None:
         self.steps += 1
         self.images += images
-        self.loss_sum += loss
+        self.loss_sum = self.loss_sum + loss
 
     @property
     def loss(self) -> float:
-        return self.loss_sum / self.steps if self.steps else float("nan")
+        return float(self.loss_sum) / self.steps if self.steps else float("nan")
 
     @property
     def images_per_s(self) -> float:
         elapsed = time.perf_counter() - self.start
         return self.images / elapsed if elapsed > 0 else 0.0
+
+
+def _use_compile(mode: str, device: torch.device) -> bool:
+    """``auto``: torch.compile on CUDA, where it measured faster (benchmarks/results/gpu_train.md);
+    not on CPU, where compiling costs minutes that short runs never win back."""
+    if mode == "auto":
+        return device.type == "cuda"
+    return mode == "on"
 
 
 def _check_writable(out: Path) -> None:

@@ -1,0 +1,162 @@
+"""Training batches from loader workers to the device, with the GPU kept busy.
+
+The data path (measured in ``benchmarks/gpu_train.py``):
+
+- Workers run the geometry stage (:meth:`TrainTransform.geometry`: scale, crop and flip as one
+  uint8 warp) and send uint8 crops, uint8 masks and each crop's jitter factors and valid size.
+- :class:`PixelStage` does colour jitter and normalization on a whole batch in torch. On CUDA it
+  runs on the GPU after a non-blocking copy from pinned memory; on CPU the workers run it in
+  their collate function, so the training process only trains (as before).
+- :class:`DeviceBatches` keeps the next step's copy in flight on a side stream while the current
+  step runs, and nothing here reads a value back to the host.
+
+The arithmetic is :func:`edgeseg.data.transforms.pixels_to_chw`'s, on batches (a test holds the
+two together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from edgeseg.data.transforms import Crop
+
+_LUMA = (0.299, 0.587, 0.114)
+
+
+class CropBatch(NamedTuple):
+    """What the workers send: uint8 pixels, never float."""
+
+    images: torch.Tensor  # N x H x W x 3 uint8 RGB
+    masks: torch.Tensor  # N x H x W uint8 train ids (255 = ignore)
+    params: torch.Tensor  # N x 5 float32: brightness, contrast, saturation, valid h, valid w
+
+
+class PixelStage:
+    """Colour jitter and normalization of a :class:`CropBatch`, in torch, on its device.
+
+    Returns (N x 3 x H x W float32, N x H x W int64 masks); padding is 0 in the image and 255 in
+    the mask, as in the numpy stage. ``channels_last`` picks the images' memory format (NHWC for
+    CUDA convolutions; plain NCHW for the CPU).
+    """
+
+    def __init__(self, mean, std, *, jitter: bool, channels_last: bool = False) -> None:
+        self.scale = [1.0 / (255.0 * s) for s in std]
+        self.shift = [-m / s for m, s in zip(mean, std)]
+        self.jitter = jitter
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, batch: CropBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        images, masks, params = batch
+        n, height, width, _ = images.shape
+        device = images.device
+        # NHWC uint8 -> NCHW float view whose memory is channels_last: no transpose copy.
+        x = images.permute(0, 3, 1, 2).float()
+        rows = torch.arange(height, device=device).view(1, 1, height, 1)
+        cols = torch.arange(width, device=device).view(1, 1, 1, width)
+        valid = (rows < params[:, 3].view(n, 1, 1, 1)) & (cols < params[:, 4].view(n, 1, 1, 1))
+        if self.jitter:
+            x = self._jitter(x, params[:, :3].view(n, 3, 1, 1), valid)
+        scale = torch.tensor(self.scale, device=device).view(1, 3, 1, 1)
+        shift = torch.tensor(self.shift, device=device).view(1, 3, 1, 1)
+        x = torch.where(valid, x * scale + shift, 0.0)
+        return x.contiguous(memory_format=self.memory_format), masks.long()
+
+    @staticmethod
+    def _jitter(x: torch.Tensor, factors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        brightness, contrast, saturation = factors[:, 0:1], factors[:, 1:2], factors[:, 2:3]
+        luma = torch.tensor(_LUMA, device=x.device).view(1, 3, 1, 1)
+        x = x * brightness
+        grey = (x * luma).sum(1, keepdim=True)
+        # The mean grey of the valid region alone (the numpy stage jitters the crop before padding).
+        mean_grey = (grey * valid).sum((2, 3), keepdim=True) / valid.sum((2, 3), keepdim=True).clamp(min=1)
+        x = (x - mean_grey) * contrast + mean_grey
+        grey = (x * luma).sum(1, keepdim=True)
+        x = (x - grey) * saturation + grey
+        return x.clamp(0, 255)
+
+
+class CropItems(Dataset):
+    """``geometry(dataset[index], rng)`` with a generator seeded per item: each crop is a
+    function of its seed, whichever worker makes it."""
+
+    def __init__(self, dataset: Any, transform: Any) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]) -> Crop:
+        index, seed = item
+        return self.transform.geometry(self.dataset[index], np.random.default_rng(seed))
+
+
+class CollateCrops:
+    """Stack crops into a :class:`CropBatch`; with a ``stage`` (CPU training) also run the pixel
+    stage here, in the worker."""
+
+    def __init__(self, stage: PixelStage | None = None) -> None:
+        self.stage = stage
+
+    def __call__(self, crops: list[Crop]):
+        images = torch.from_numpy(np.stack([c.image for c in crops]))
+        masks = torch.from_numpy(np.stack([c.mask for c in crops]))
+        params = torch.from_numpy(np.stack([np.concatenate([c.jitter, np.asarray(c.valid, np.float32)])
+                                            for c in crops]).astype(np.float32))
+        batch = CropBatch(images, masks, params)
+        return batch if self.stage is None else self.stage(batch)
+
+
+def worker_init(_: int) -> None:
+    """One OpenCV thread per loader worker: N workers x all-core OpenCV pools oversubscribe."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+class DeviceBatches:
+    """Endless ``[(images, masks), ...]`` (one pair per loader) on ``device``.
+
+    On CUDA, :meth:`prefetch` starts the next batches' host-to-device copies on a side stream;
+    call it right after a step's work is queued so the copy overlaps that step. On CPU the
+    loaders' batches are already finished (the pixel stage ran in the workers).
+    """
+
+    def __init__(self, loaders: list[Any], device: torch.device, stage: PixelStage) -> None:
+        self.iterators: list[Iterator] = [iter(loader) for loader in loaders]
+        self.device = device
+        self.stage = stage
+        self.cuda = device.type == "cuda"
+        self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
+        self.pending: list | None = None
+
+    def prefetch(self) -> None:
+        if self.pending is not None:
+            return
+        raw = [next(it) for it in self.iterators]
+        if not self.cuda:
+            self.pending = raw
+            return
+        with torch.cuda.stream(self.copy_stream):
+            self.pending = [CropBatch(*(t.to(self.device, non_blocking=True) for t in batch)) for batch in raw]
+
+    def __iter__(self) -> DeviceBatches:
+        return self
+
+    def __next__(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        self.prefetch()
+        batches, self.pending = self.pending, None
+        if not self.cuda:
+            return batches
+        current = torch.cuda.current_stream(self.device)
+        current.wait_stream(self.copy_stream)
+        for batch in batches:
+            for tensor in batch:
+                tensor.record_stream(current)  # allocated on the copy stream, used on this one
+        return [self.stage(batch) for batch in batches]
+
