@@ -8,15 +8,19 @@
 - CoreML: coremltools' ``LinearQuantizer`` (symmetric W8A8).
 
 BatchNorm statistics are frozen (running statistics, as the int8 file will fold them) and the
-weights learn around the rounding. The fine-tuned float weights are saved as an ordinary
+weights learn around the rounding. Fine-tuning data flows as in ``edgeseg train``: uint8 crops from
+loader workers, jitter and normalization batched on the device (:mod:`edgeseg.train.batches`), on
+the CPU or a GPU, one process or one per GPU under ``torchrun`` (the fake-quantized graph wrapped
+in DDP, each rank its own share of every step's images; rank 0 writes the files). The fine-tuned float weights are saved as an ordinary
 checkpoint (header ``extra["qat"]``), which every target then converts to int8 through its own
 path, re-calibrated, and gated against the float model QAT started from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,21 +40,44 @@ class QatConfig:
     """One QAT run (the ``edgeseg qat`` flags)."""
 
     target: str  # tflite | onnx | openvino | coreml | all (one checkpoint, every target)
-    epochs: int = 1  # passes over the fine-tuning images
-    train_data: str = "synthetic:train"  # labelled images for fine-tuning (build_dataset spec)
-    train_images: int = 256  # fine-tuning images; QAT needs a few hundred steps, not a full training run
-    batch_size: int = 8  # images per step
+    epochs: int | None = 1  # passes over the fine-tuning images (or give iters)
+    train_data: str = "synthetic:train"  # labelled images for fine-tuning (build_dataset spec[:split])
+    # Fine-tuning images, spread over the split; None = the whole split (a full Cityscapes QAT).
+    # QAT needs a few hundred steps near a trained optimum, so the CPU default is small.
+    train_images: int | None = 256
+    batch_size: int = 8  # images per step per process
     lr: float = 1e-4  # AdamW; QAT fine-tunes near a trained optimum (Jacob et al. use ~1% of the training lr)
-    seed: int = 0  # data order
+    seed: int = 0  # data order and augmentation
+    iters: int | None = None  # optimizer steps, instead of epochs
+    workers: int = 0  # data loader processes (0 = in this process)
+    device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:1
+    # Mixed precision of the fake-quantized forward: off (fp32, the default: int8 rounding is
+    # simulated exactly) or bf16 on CUDA.
+    amp: str = "off"
+    # Training augmentation (random scale in this range, crop, flip, colour jitter); None = each
+    # image resized to the model's input size, as the runtime feeds it.
+    scale_range: tuple[float, float] | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.target not in (*QAT_TARGETS, "all"):
             raise ConfigError(f"--target {self.target!r} is not one of {QAT_TARGETS + ('all',)}")
-        for name in ("epochs", "train_images", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if (self.epochs is None) == (self.iters is None):
+            raise ConfigError("give exactly one of --epochs or --iters")
+        for name in ("epochs", "iters", "train_images", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.workers < 0:
+            raise ConfigError(f"--workers must be >= 0, got {self.workers}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.amp not in ("off", "bf16"):
+            raise ConfigError(f"--amp {self.amp!r} is not one of ('off', 'bf16') for QAT (fp16 fake quantization overflows)")
+        if self.scale_range is not None:
+            low, high = (float(v) for v in self.scale_range)
+            if not 0 < low <= high:
+                raise ConfigError(f"--scale-range {self.scale_range} must be LOW,HIGH with 0 < LOW <= HIGH")
+            object.__setattr__(self, "scale_range", (low, high))
 
     @property
     def scheme(self) -> str:
@@ -59,41 +86,131 @@ class QatConfig:
 
 @dataclass
 class QatResult:
-    checkpoint: Path  # the fine-tuned float weights
-    steps: int
-    seconds: float
-    losses: list[float]  # mean loss per epoch
+    checkpoint: Path | None  # the fine-tuned float weights (None on ranks other than 0)
+    steps: int  # optimizer steps
+    seconds: float  # fine-tuning wall time
+    losses: list[float]  # mean loss per epoch (the last one may be partial with iters)
+    images_per_s: float = 0.0  # fine-tuning throughput, all processes together
+    device: str = "cpu"  # where the fake-quantized graph trained
+    model: nn.Module | None = None  # the fine-tuned float model (on the CPU)
+
+    @property
+    def is_main(self) -> bool:
+        return self.checkpoint is not None
 
 
 def qat_finetune(checkpoint: str | Path, cfg: QatConfig, out: str | Path, *, keep_float: tuple[str, ...] = ()) -> QatResult:
-    """Fine-tune ``checkpoint`` under fake quantization; save the weights to ``out`` (.safetensors)."""
+    """Fine-tune ``checkpoint`` under fake quantization; save the weights to ``out`` (.safetensors).
+
+    Under ``torchrun`` every process calls this; rank 0 alone writes ``out``.
+    """
+    from edgeseg.train.device import requested_device_type, resolve_device
+    from edgeseg.train.distributed import init_distributed, shutdown_distributed
+
+    dist_info = init_distributed(requested_device_type(cfg.device))
+    try:
+        setup = resolve_device(cfg.device, amp=cfg.amp, channels_last=False, local_rank=dist_info.local_rank)
+        return _finetune(checkpoint, cfg, out, keep_float, setup, dist_info)
+    finally:
+        shutdown_distributed(dist_info)
+
+
+def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info) -> QatResult:
     from edgeseg.checkpoint import load_model, save_checkpoint
     from edgeseg.converters import TARGETS
     from edgeseg.converters.options import ExportOptions
     from edgeseg.converters.wrapper import build_graphs
     from edgeseg.quantization.batchnorm import conv_bn_pairs, folded_copy, unfold_into
-    from edgeseg.quantization.calibration import labelled_inputs
     from edgeseg.quantization.layers import check_layers
+    from edgeseg.train.distributed import barrier
 
+    torch.manual_seed(cfg.seed)
     model = load_model(checkpoint)
     check_layers(model, keep_float)
     target = "tflite" if cfg.target == "all" else cfg.target
     graph = build_graphs(model, ExportOptions(target, "fp32"), TARGETS[target])[0]
-    data = labelled_inputs(cfg.train_data, cfg.train_images, graph.metadata)
+    batches, steps_per_epoch, total_steps = _fine_tuning_batches(cfg, graph.metadata, setup, dist_info)
     trainee, pairs = (model, []) if cfg.scheme == "coreml" else folded_copy(model, graph.sample)
     if pairs:
         graph = build_graphs(trainee, ExportOptions(target, "fp32"), TARGETS[target])[0]
-    fake_quant = _prepare(graph, cfg.scheme, keep_float, min(cfg.batch_size, len(data)))
+    fused = conv_bn_pairs(model, graph.sample) if cfg.scheme == "coreml" else []
+    graph.module.to(setup.device)
+    graph = replace(graph, sample=graph.sample.to(setup.device))
+    fake_quant = _prepare(graph, cfg.scheme, keep_float, cfg.batch_size)
+    trainable: nn.Module = fake_quant
+    if dist_info.enabled:
+        ids = [setup.device.index] if setup.device.type == "cuda" else None
+        trainable = nn.parallel.DistributedDataParallel(fake_quant, device_ids=ids)
     t0 = time.perf_counter()
-    steps, losses = train_steps(fake_quant, data, cfg)
+    losses = train_steps(trainable, batches, cfg, total_steps, steps_per_epoch, setup,
+                         nhwc=graph.metadata.layout == "nhwc")
     seconds = time.perf_counter() - t0
-    _copy_weights(fake_quant, trainee, conv_bn_pairs(model, graph.sample) if cfg.scheme == "coreml" else [])
+    images_per_s = total_steps * cfg.batch_size * dist_info.world_size / seconds if seconds > 0 else 0.0
+    fake_quant.cpu()
+    trainee.cpu()
+    _copy_weights(fake_quant, trainee, fused)
     if pairs:
         unfold_into(model, trainee, pairs)
-    info = {**asdict(cfg), "scheme": cfg.scheme, "keep_float": list(keep_float), "steps": steps,
-            "source": str(checkpoint), "losses": losses}
-    path = save_checkpoint(model, out, extra={"qat": info})
-    return QatResult(path, steps, seconds, losses)
+    path = None
+    if dist_info.is_main:
+        info = {**asdict(cfg), "scheme": cfg.scheme, "keep_float": list(keep_float), "steps": total_steps,
+                "source": str(checkpoint), "losses": losses, "device": setup.device.type,
+                "processes": dist_info.world_size}
+        path = save_checkpoint(model, out, extra={"qat": info})
+    barrier(dist_info)
+    return QatResult(path, total_steps, seconds, losses, images_per_s, setup.device.type, model)
+
+
+def _fine_tuning_batches(cfg: QatConfig, meta, setup, dist_info):
+    """Endless fine-tuning batches on ``setup.device`` from the training data path, this rank's
+    share of each step; and the steps per epoch and in total."""
+    from edgeseg.data.transforms import EvalTransform, TrainTransform
+    from edgeseg.quantization.calibration import open_dataset, split_spec
+    from edgeseg.train.batches import DeviceBatches, PixelStage
+    from edgeseg.train.data import DomainData, train_loader
+
+    name, split = split_spec(cfg.train_data)
+    dataset = open_dataset(name, split, meta.input_size, cfg.train_images)
+    if cfg.train_images is not None:
+        if len(dataset) < cfg.train_images:
+            raise ConfigError(
+                f"{cfg.train_data!r} holds {len(dataset)} images, fewer than --train-images {cfg.train_images}; "
+                "lower --train-images, or leave it out to fine-tune on the whole split"
+            )
+        picks = np.linspace(0, len(dataset) - 1, cfg.train_images).round().astype(int).tolist()
+        dataset = _Picked(dataset, picks)
+    world_batch = cfg.batch_size * dist_info.world_size
+    if len(dataset) < world_batch:
+        raise ConfigError(
+            f"{len(dataset)} fine-tuning images cannot fill one step of {world_batch} "
+            f"(--batch-size {cfg.batch_size} x {dist_info.world_size} processes); lower --batch-size or add images"
+        )
+    if cfg.scale_range is None:
+        transform = EvalTransform(meta.input_size, meta.mean, meta.std)
+    else:
+        transform = TrainTransform(meta.input_size, meta.mean, meta.std, scale=cfg.scale_range)
+    stage = PixelStage(meta.mean, meta.std, jitter=cfg.scale_range is not None)
+    on_cuda = setup.device.type == "cuda"
+    domain = DomainData(cfg.train_data, "qat", (), (), dataset, None)
+    loader, steps_per_epoch = train_loader(
+        domain, transform, batch_size=cfg.batch_size, seed=cfg.seed, start_step=0, workers=cfg.workers,
+        rank=dist_info.rank, world_size=dist_info.world_size, pin_memory=on_cuda,
+        stage=None if on_cuda else stage)
+    total = cfg.iters if cfg.iters is not None else cfg.epochs * steps_per_epoch
+    return DeviceBatches([loader], setup.device, stage), steps_per_epoch, total
+
+
+class _Picked:
+    """``dataset`` restricted to ``indices`` (the images spread over the split)."""
+
+    def __init__(self, dataset, indices: list[int]) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.dataset[self.indices[i]]
 
 
 def qat_and_convert(checkpoint: str | Path, cfg: QatConfig, quant: QuantOptions, out_dir: str | Path):
@@ -106,6 +223,8 @@ def qat_and_convert(checkpoint: str | Path, cfg: QatConfig, quant: QuantOptions,
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(checkpoint).stem
     result = qat_finetune(checkpoint, cfg, out_dir / f"{stem}_qat.safetensors", keep_float=quant.keep_float)
+    if not result.is_main:
+        return result, {}  # under torchrun, rank 0 converts and gates
     gated = replace(quant, reference=str(checkpoint))
     targets = QAT_TARGETS if cfg.target == "all" else (cfg.target,)
     files = {}
@@ -156,30 +275,35 @@ def _prepare(graph, scheme: str, keep_float: tuple[str, ...], batch: int) -> _Lo
     return _Logits(move_exported_model_to_eval(prepared), graph.input_name, graph.output_names[0])
 
 
-def train_steps(module: nn.Module, data, cfg: QatConfig) -> tuple[int, list[float]]:
-    """``cfg.epochs`` passes of AdamW over (input, mask) pairs; ``module(x)`` gives the logits."""
+def train_steps(module: nn.Module, batches, cfg: QatConfig, total_steps: int, steps_per_epoch: int,
+                setup, *, nhwc: bool = False) -> list[float]:
+    """``total_steps`` AdamW steps over ``batches`` (``[(images, masks)]`` per step, on the device);
+    ``module(x)`` gives the logits. Returns the mean loss of each epoch, read once per epoch (no
+    per-step wait for the GPU)."""
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
-    rng = np.random.default_rng(cfg.seed)
-    batch = min(cfg.batch_size, len(data))
-    per_epoch = len(data) // batch  # full batches only: the fake-quantized graph has a fixed batch size
-    steps, losses = 0, []
-    for _ in range(cfg.epochs):
-        order = rng.permutation(len(data))
-        total = 0.0
-        for b in range(per_epoch):
-            picks = order[b * batch:(b + 1) * batch]
-            x = torch.from_numpy(np.concatenate([data[i][0] for i in picks]))
-            y = torch.from_numpy(np.stack([data[i][1] for i in picks]).astype(np.int64))
-            loss = loss_fn(module(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-            steps += 1
-        losses.append(total / per_epoch)
-    return steps, losses
+    autocast = (torch.autocast(setup.device.type, dtype=setup.amp_dtype) if setup.amp_dtype
+                else contextlib.nullcontext())
+    losses: list[float] = []
+    total: torch.Tensor | float = 0.0
+    for step in range(1, total_steps + 1):
+        ((x, y),) = next(batches)
+        if nhwc:
+            x = x.permute(0, 2, 3, 1)
+        with autocast:
+            logits = module(x)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batches.prefetch()
+        total = total + loss.detach()
+        done_in_epoch = (step - 1) % steps_per_epoch + 1
+        if done_in_epoch == steps_per_epoch or step == total_steps:
+            losses.append(float(total) / done_in_epoch)
+            total = 0.0
+    return losses
 
 
 def _copy_weights(trained: nn.Module, model: nn.Module, fused_pairs: list[tuple[str, str]] = ()) -> None:
@@ -206,7 +330,7 @@ def _copy_weights(trained: nn.Module, model: nn.Module, fused_pairs: list[tuple[
         if match is None or match.shape != state[key].shape:
             missing.append(key)
             continue
-        state[key] = match.detach().clone()
+        state[key] = match.detach().to(state[key].device).clone()
     if missing:
         raise ConfigError(
             f"QAT could not map {len(missing)} weights back to the float model (first: {missing[:3]}); "

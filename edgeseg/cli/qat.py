@@ -36,11 +36,17 @@ GATE_IMAGES = typer.Option(32, "--gate-images", help="Gate: labelled images scor
 def qat(
     checkpoint: str = typer.Argument(..., help="A float edgeseg .safetensors checkpoint."),
     target: str = typer.Option(..., "--target", help="tflite, onnx, openvino, coreml, or all (one QAT checkpoint, every target)."),
-    epochs: int = typer.Option(1, "--epochs", help="Passes over the fine-tuning images."),
-    train_data: str = typer.Option("synthetic:train", "--train-data", help="Labelled fine-tuning images."),
-    train_images: int = typer.Option(256, "--train-images", help="Number of fine-tuning images."),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the fine-tuning images (default 1, unless --iters)."),  # noqa: UP007
+    iters: Optional[int] = typer.Option(None, "--iters", help="Optimizer steps, instead of --epochs."),  # noqa: UP007
+    train_data: str = typer.Option("synthetic:train", "--train-data", help="Labelled fine-tuning images: a dataset spec (cityscapes:PATH, folder:PATH, synthetic), :SPLIT optional."),
+    train_images: int = typer.Option(256, "--train-images", help="Fine-tuning images spread over the split; 0 = the whole split."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per step per process."),
     lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate."),
+    workers: int = typer.Option(0, "--workers", help="Data loader processes (0: load in this process)."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda when present), cpu, cuda, cuda:1."),
+    amp: str = typer.Option("off", "--amp", help="off (fp32 fake quantization) or bf16 (CUDA)."),
+    scale_range: Optional[str] = typer.Option(None, "--scale-range", help="Augment as training does, random scale LOW,HIGH (e.g. 0.5,2.0); default: resize only."),  # noqa: UP007
+    seed: int = typer.Option(0, "--seed", help="Seed of data order and augmentation."),
     out_dir: Optional[str] = typer.Option(None, "--out-dir", help="Where the QAT checkpoint and int8 files go (default: beside the checkpoint)."),  # noqa: UP007
     calibration: str = CALIBRATION,
     calib_size: int = CALIB_SIZE,
@@ -51,13 +57,23 @@ def qat(
     max_miou_drop: float = MAX_MIOU_DROP,
     gate_images: int = GATE_IMAGES,
 ) -> None:
-    """Fine-tune with fake quantization mirroring the target's int8 scheme, then convert and gate."""
+    """Fine-tune with fake quantization mirroring the target's int8 scheme, then convert and gate.
+
+    On a GPU: --device cuda --workers 8 --train-images 0 --epochs 3 fine-tunes on a whole dataset.
+    Several GPUs: torchrun --nproc-per-node N -m edgeseg qat ... (rank 0 writes and gates the files).
+    """
     from edgeseg.quantization.qat import QatConfig, qat_and_convert
 
-    cfg = QatConfig(target, epochs, train_data, train_images, batch_size, lr)
+    cfg = QatConfig(
+        target, epochs=None if iters is not None and epochs is None else (epochs or 1), iters=iters,
+        train_data=train_data, train_images=train_images or None, batch_size=batch_size, lr=lr, seed=seed,
+        workers=workers, device=device, amp=amp, scale_range=_pair(scale_range, "--scale-range"))
     quant = quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode, max_miou_drop, gate_images)
     result, files = qat_and_convert(checkpoint, cfg, quant, out_dir or Path(checkpoint).parent)
-    typer.echo(f"QAT: {result.steps} steps in {result.seconds:.0f} s, loss per epoch "
+    if not result.is_main:
+        return  # another torchrun process: rank 0 reports
+    typer.echo(f"QAT on {result.device}: {result.steps} steps in {result.seconds:.0f} s "
+               f"({result.images_per_s:.1f} images/s), loss per epoch "
                f"{', '.join(f'{v:.3f}' for v in result.losses)}; weights in {result.checkpoint}")
     failed = False
     for name, outcome in files.items():
@@ -69,6 +85,19 @@ def qat(
         typer.echo(f"{name}: wrote {converted.path}\n  {converted.report.summary()}")
     if failed:
         raise typer.Exit(1)
+
+
+def _pair(text: str | None, flag: str) -> tuple[float, float] | None:
+    from edgeseg.errors import ConfigError
+
+    if text is None:
+        return None
+    parts = text.replace("x", ",").split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} must be two numbers LOW,HIGH, e.g. 0.5,2.0") from None
+    return low, high
 
 
 def int8_report(

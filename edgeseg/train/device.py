@@ -21,6 +21,17 @@ class DeviceSetup:
         return self.amp_dtype == torch.float16
 
 
+def requested_device_type(requested: str) -> str:
+    """"cuda" or "cpu" (or another torch device type) for a --device value, before any process
+    group exists (it picks the distributed backend: NCCL for CUDA, gloo otherwise)."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(requested).type
+    except RuntimeError as exc:
+        raise ConfigError(f"device {requested!r} is not a torch device (use auto, cpu, cuda, cuda:1)") from exc
+
+
 def resolve_device(requested: str, *, amp: str, channels_last: bool, local_rank: int = 0) -> DeviceSetup:
     if requested == "auto":
         device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
