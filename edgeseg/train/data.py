@@ -125,18 +125,21 @@ class SeededItems(Dataset):
 
 def train_loader(domain: DomainData, transform: Any, *, batch_size: int, seed: int, start_step: int,
                  workers: int, rank: int, world_size: int, pin_memory: bool,
-                 stage: Any = None) -> tuple[DataLoader, int]:
+                 finish_in_workers: bool = False) -> tuple[DataLoader, int]:
     """An endless loader of this rank's batches from ``start_step``, and the domain's steps per epoch.
 
-    Workers send uint8 crops (:class:`~edgeseg.train.batches.CropBatch`); with ``stage`` they also
-    run the pixel stage and send (float images, int64 masks), as CPU training wants.
+    Workers send uint8 crops (:class:`~edgeseg.train.batches.CropBatch`) for the device's pixel
+    stage; with ``finish_in_workers`` (CPU training) they finish them and send (float images,
+    int64 masks).
     """
     from edgeseg.train.batches import CollateCrops, CropItems, worker_init
 
     sampler = StepBatchSampler(len(domain.train), batch_size=batch_size, seed=seed, domain=domain.name,
                                start_step=start_step, rank=rank, world_size=world_size)
+    collate = (CollateCrops(transform.mean, transform.std, jitter=getattr(transform, "color_jitter", 0) > 0)
+               if finish_in_workers else CollateCrops())
     loader = DataLoader(CropItems(domain.train, transform), batch_sampler=sampler, num_workers=workers,
-                        collate_fn=CollateCrops(stage), pin_memory=pin_memory,
+                        collate_fn=collate, pin_memory=pin_memory,
                         persistent_workers=workers > 0, worker_init_fn=worker_init if workers else None,
                         prefetch_factor=4 if workers else None)
     return loader, sampler.steps_per_epoch

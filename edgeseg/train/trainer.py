@@ -119,9 +119,6 @@ class _Run:
                                          momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler(self.setup.device.type, enabled=self.setup.needs_grad_scaler)
         self.loss = MixLoss()
-        self.compiled = _use_compile(cfg.compile, self.setup.device)
-        if self.compiled:
-            self.model.compile()  # in place: state_dict keys and checkpoints stay as they are
         self.forward = DomainForward(self.model, self.multidomain)
         if dist_info.enabled:
             ids = [self.setup.device.index] if self.setup.device.type == "cuda" else None
@@ -132,6 +129,9 @@ class _Run:
             smallest = min(len(d.train) for d in self.domains)
             raise ConfigError(f"{smallest} training samples cannot fill one batch of {world_batch}; lower batch_size")
         self.total_steps = cfg.iters if cfg.iters is not None else cfg.epochs * self.steps_per_epoch
+        self.compiled = _use_compile(cfg.compile, self.setup.device, self.total_steps)
+        if self.compiled:
+            self.model.compile()  # in place: state_dict keys and checkpoints stay as they are
         self.state = TrainState(step=0, epoch=0, history=[], best_miou=-math.inf, config=cfg.to_dict())
         self.written: list[Path] = []
 
@@ -225,7 +225,7 @@ class _Run:
             domain, self.train_transform, batch_size=self.cfg.batch_size, seed=self.cfg.seed,
             start_step=self.state.step, workers=self.cfg.workers, rank=self.dist.rank,
             world_size=self.dist.world_size, pin_memory=on_cuda,
-            stage=None if on_cuda else self.pixel_stage)  # CPU: the workers run the pixel stage
+            finish_in_workers=not on_cuda)  # CPU: the workers finish the crops
         return loader
 
     # --- evaluation and checkpoints ----------------------------------------------------------
@@ -334,11 +334,17 @@ class _Window:
         return self.images / elapsed if elapsed > 0 else 0.0
 
 
-def _use_compile(mode: str, device: torch.device) -> bool:
-    """``auto``: torch.compile on CUDA, where it measured faster (benchmarks/results/gpu_train.md);
-    not on CPU, where compiling costs minutes that short runs never win back."""
+# torch.compile saves ~12% of a step on an H200 (LR-ASPP-L 332 vs 294 images/s, SegFormer-B0 238 vs
+# 207) but costs 1-2 minutes of compilation plus a recompile for evaluation: it wins back that time
+# after roughly 15,000 steps (benchmarks/results/gpu_train.md).
+COMPILE_AUTO_MIN_STEPS = 20_000
+
+
+def _use_compile(mode: str, device: torch.device, total_steps: int) -> bool:
+    """``auto``: torch.compile for CUDA runs long enough to win its compile time back; never on
+    CPU, where compiling costs minutes too and was not measured faster."""
     if mode == "auto":
-        return device.type == "cuda"
+        return device.type == "cuda" and total_steps >= COMPILE_AUTO_MIN_STEPS
     return mode == "on"
 
 
