@@ -195,7 +195,7 @@ def _fine_tuning_batches(cfg: QatConfig, meta, setup, dist_info):
     loader, steps_per_epoch = train_loader(
         domain, transform, batch_size=cfg.batch_size, seed=cfg.seed, start_step=0, workers=cfg.workers,
         rank=dist_info.rank, world_size=dist_info.world_size, pin_memory=on_cuda,
-        finish_in_workers=not on_cuda)
+        finish_in_workers=not on_cuda, start_method="forkserver")  # the quantizer imports JAX: no fork
     total = cfg.iters if cfg.iters is not None else cfg.epochs * steps_per_epoch
     return DeviceBatches([loader], setup.device, stage), steps_per_epoch, total
 

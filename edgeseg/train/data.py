@@ -125,12 +125,13 @@ class SeededItems(Dataset):
 
 def train_loader(domain: DomainData, transform: Any, *, batch_size: int, seed: int, start_step: int,
                  workers: int, rank: int, world_size: int, pin_memory: bool,
-                 finish_in_workers: bool = False) -> tuple[DataLoader, int]:
+                 finish_in_workers: bool = False, start_method: str | None = None) -> tuple[DataLoader, int]:
     """An endless loader of this rank's batches from ``start_step``, and the domain's steps per epoch.
 
     Workers send uint8 crops (:class:`~edgeseg.train.batches.CropBatch`) for the device's pixel
     stage; with ``finish_in_workers`` (CPU training) they finish them and send (float images,
-    int64 masks).
+    int64 masks). ``start_method`` (e.g. "forkserver") starts the workers without forking a
+    process that holds threads a fork would copy mid-lock (JAX, which litert-torch imports).
     """
     from edgeseg.train.batches import CollateCrops, CropItems, worker_init
 
@@ -141,7 +142,8 @@ def train_loader(domain: DomainData, transform: Any, *, batch_size: int, seed: i
     loader = DataLoader(CropItems(domain.train, transform), batch_sampler=sampler, num_workers=workers,
                         collate_fn=collate, pin_memory=pin_memory,
                         persistent_workers=workers > 0, worker_init_fn=worker_init if workers else None,
-                        prefetch_factor=4 if workers else None)
+                        prefetch_factor=4 if workers else None,
+                        multiprocessing_context=start_method if workers else None)
     return loader, sampler.steps_per_epoch
 
 
