@@ -36,8 +36,12 @@ def split_spec(spec: str, default_split: str = "train") -> tuple[str, str]:
 def _spread_samples(dataset: SegmentationDataset, count: int) -> list:
     """Up to ``count`` samples spread over the whole split (a folder's first files are often one
     sequence), each loaded once."""
-    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
-    return [dataset[int(i)] for i in picks]
+    return [dataset[i] for i in spread_indices(len(dataset), count)]
+
+
+def spread_indices(length: int, count: int) -> list[int]:
+    """Up to ``count`` indices spread evenly over ``range(length)``."""
+    return np.linspace(0, length - 1, min(count, length)).round().astype(int).tolist()
 
 
 def _preprocessor(meta: ModelMetadata, dtype: np.dtype):

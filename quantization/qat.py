@@ -165,7 +165,7 @@ def _fine_tuning_batches(cfg: QatConfig, meta, setup, dist_info):
     """Endless fine-tuning batches on ``setup.device`` from the training data path, this rank's
     share of each step; and the steps per epoch and in total."""
     from edgeseg.data.transforms import EvalTransform, TrainTransform
-    from edgeseg.quantization.calibration import open_dataset, split_spec
+    from edgeseg.quantization.calibration import open_dataset, split_spec, spread_indices
     from edgeseg.train.batches import DeviceBatches, PixelStage
     from edgeseg.train.data import DomainData, train_loader
 
@@ -177,8 +177,7 @@ def _fine_tuning_batches(cfg: QatConfig, meta, setup, dist_info):
                 f"{cfg.train_data!r} holds {len(dataset)} images, fewer than --train-images {cfg.train_images}; "
                 "lower --train-images, or leave it out to fine-tune on the whole split"
             )
-        picks = np.linspace(0, len(dataset) - 1, cfg.train_images).round().astype(int).tolist()
-        dataset = _Picked(dataset, picks)
+        dataset = _Picked(dataset, spread_indices(len(dataset), cfg.train_images))
     world_batch = cfg.batch_size * dist_info.world_size
     if len(dataset) < world_batch:
         raise ConfigError(
