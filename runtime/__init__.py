@@ -15,6 +15,7 @@ from edgeseg.runtime.errors import (
     ImageChannelsError,
     ImageDtypeError,
     ImageError,
+    ImageFileError,
     ImageSizeError,
     ImageValueError,
     LogitsUnavailableError,
@@ -24,6 +25,7 @@ from edgeseg.runtime.errors import (
     ModelFileNotFoundError,
     UnsupportedModelError,
 )
+from edgeseg.runtime.imagefile import read_image
 from edgeseg.runtime.loader import BACKENDS, SUFFIX_BACKENDS, load, read_metadata
 from edgeseg.runtime.session import SegmentationSession
 
@@ -35,6 +37,7 @@ __all__ = [
     "ImageChannelsError",
     "ImageDtypeError",
     "ImageError",
+    "ImageFileError",
     "ImageSizeError",
     "ImageValueError",
     "LogitsUnavailableError",
@@ -45,5 +48,6 @@ __all__ = [
     "SegmentationSession",
     "UnsupportedModelError",
     "load",
+    "read_image",
     "read_metadata",
 ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from edgeseg.errors import ConfigError, EdgesegError, InputShapeError
 
 __all__ = [
-    "BackendUnavailableError", "ConfigError", "DomainError", "ImageChannelsError", "ImageDtypeError",
-    "ImageError", "ImageSizeError", "ImageValueError", "LogitsUnavailableError",
+    "BackendUnavailableError", "ConfigError", "DeviceUnavailableError", "DomainError", "ImageChannelsError", "ImageDtypeError",
+    "ImageError", "ImageFileError", "ImageSizeError", "ImageValueError", "LogitsUnavailableError",
     "MaskError", "MissingMetadataWarning", "ModelFileError", "ModelFileNotFoundError", "UnsupportedModelError",
 ]
 
@@ -34,6 +34,10 @@ class ImageSizeError(ImageError):
 
 class ImageValueError(ImageError):
     """NaN, infinity or out-of-range values in a float image."""
+
+
+class ImageFileError(ImageError):
+    """An image file that is missing, unreadable, not an image, or too large to decode."""
 
 
 class DomainError(EdgesegError, ValueError):
@@ -62,6 +66,11 @@ class UnsupportedModelError(ModelFileError):
 
 class BackendUnavailableError(EdgesegError, ImportError):
     """The inference library for this file is not installed, or cannot run on this platform."""
+
+
+class DeviceUnavailableError(BackendUnavailableError):
+    """A ``device=`` the backend knows but this machine or install lacks (no CUDA provider, no
+    GPU plugin, a delegate library that will not load); the message lists what is available."""
 
 
 class MissingMetadataWarning(UserWarning):

@@ -1,6 +1,7 @@
 """``edgeseg predict``: segment image files with a converted model; write palette PNG masks.
 
-Image files are read and written with Pillow (imported on use).
+Images are read by :func:`edgeseg.runtime.read_image` (OpenCV); masks are written with Pillow
+(imported on use).
 """
 
 from __future__ import annotations
@@ -61,15 +62,11 @@ def _pil():
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB (grayscale, palette and RGBA files are converted)."""
-    Image = _pil()
-    if not path.is_file():
-        raise ConfigError(f"image {path} does not exist")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as exc:
-        raise ConfigError(f"{path} is not a readable image ({exc})") from exc
+    """An image file as (H, W, 3) uint8 RGB, as displayed (EXIF orientation applied; 16-bit
+    scaled, not saturated; decompression bombs refused): :func:`edgeseg.runtime.read_image`."""
+    from edgeseg.runtime.imagefile import read_image
+
+    return read_image(path)
 
 
 def write_mask_png(path: Path, mask: np.ndarray, palette: np.ndarray) -> None:

@@ -107,10 +107,15 @@ def _names(keys: list[str], paths: dict[str, Path]) -> str:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
+    """A dataset image, decoded once by OpenCV straight to RGB uint8. EXIF orientation is not
+    applied: a label mask is stored pixel-aligned with the stored image, not the displayed one."""
+    from edgeseg.runtime.errors import ImageFileError
+    from edgeseg.runtime.imagefile import read_image
 
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    try:
+        return read_image(path, orientation=False)
+    except ImageFileError as exc:
+        raise DatasetLayoutError(f"{exc}; fix or remove that file from the dataset") from exc
 
 
 def read_mask_values(path: Path) -> np.ndarray:

@@ -91,19 +91,14 @@ class BenchRun:
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """An RGB uint8 image from disk (PIL, imported only here)."""
+    """An RGB uint8 image from disk, as :func:`edgeseg.runtime.read_image` reads it."""
+    from edgeseg.runtime.errors import ImageFileError
+    from edgeseg.runtime.imagefile import read_image as read
+
     try:
-        from PIL import Image
-    except ImportError as exc:
-        raise ValidationSetupError("--image needs Pillow: pip install pillow") from exc
-    path = Path(path)
-    if not path.is_file():
-        raise ValidationSetupError(f"--image {path} does not exist; give a JPEG or PNG file")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as exc:
-        raise ValidationSetupError(f"--image {path} is not a readable image ({exc}); give a JPEG or PNG") from exc
+        return read(path)
+    except ImageFileError as exc:
+        raise ValidationSetupError(f"--image: {exc}") from exc
 
 
 def bench(
