@@ -41,6 +41,7 @@ def train(
     schedule: Optional[str] = typer.Option(None, "--schedule", help="poly or cosine."),  # noqa: UP007
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warm-up steps."),  # noqa: UP007
     workers: Optional[int] = typer.Option(None, "--workers", help="Data loader processes per domain."),  # noqa: UP007
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Keep decoded training images here, downscaled to the largest size the random scale draws (large photos, small crops)."),  # noqa: UP007
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate every N steps (0: each epoch)."),  # noqa: UP007
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint every N steps."),  # noqa: UP007
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of init, data order and augmentation."),  # noqa: UP007
@@ -64,7 +65,7 @@ def train(
         "data": tuple(data) if data else None, "data_options": _key_values(data_option, "--data-option"),
         "size": size, "iters": iters, "epochs": epochs, "max_minutes": max_minutes,
         "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
-        "warmup_steps": warmup_steps, "workers": workers, "eval_every": eval_every,
+        "warmup_steps": warmup_steps, "workers": workers, "cache_dir": cache_dir, "eval_every": eval_every,
         "checkpoint_every": checkpoint_every, "seed": seed, "out": out, "device": device, "amp": amp,
         "compile": compile,
     }

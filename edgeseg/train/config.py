@@ -63,6 +63,9 @@ class TrainConfig:
     bn_momentum: float | None = 0.1
     # DataLoader worker processes per domain; 0 loads in the training process.
     workers: int = 2
+    # Folder for decoded training images kept downscaled to the largest size the random scale
+    # draws (edgeseg.data.cache): decode each large photo once, not once per epoch. None = off.
+    cache_dir: str | None = None
     # Evaluate every N steps; 0 = at the end of every epoch (and always at the end of training).
     eval_every: int = 0
     # Cap on evaluation images per domain (None = the whole validation split).

@@ -101,6 +101,12 @@ class _Run:
         _seed_everything(cfg.seed)
         self.domains: list[DomainData] = build_domains(
             cfg.data, train_split=cfg.train_split, val_split=cfg.val_split, options=cfg.data_options)
+        if cfg.cache_dir is not None:
+            from edgeseg.data.cache import DownscaledCache
+
+            for domain in self.domains:
+                domain.train = DownscaledCache(domain.train, cfg.cache_dir, crop=cfg.size,
+                                               max_scale=cfg.scale_range[1])
         self.multidomain = is_multidomain(cfg.model)
         # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
         self.model = build_model(cfg.model, cfg.model_options, self.domains, cfg.size).to(self.setup.device)
