@@ -53,6 +53,7 @@ class VerificationReport:
     metadata_matches: bool = False  # the metadata read back from the file equals what was written
     problems: list[str] = field(default_factory=list)
     note: str = ""
+    gate: object = None  # int8: the accuracy gate's GateReport (float vs int8 mIoU, or agreement)
 
     @property
     def passed(self) -> bool:
@@ -79,8 +80,15 @@ class VerificationReport:
             ]
             head = f"{self.target} {self.precision} on {self.images} images: " + "; ".join(parts)
         tail = "metadata read back OK" if self.metadata_matches else "metadata NOT read back"
-        verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.problems)
-        return f"{head}; {tail}; {verdict}"
+        if not self.passed:
+            verdict = "FAIL: " + "; ".join(self.problems)
+        elif not self.numerics_checked:
+            # Not a pass: nothing ran. The file is kept for the device, where `edgeseg validate` checks it.
+            verdict = "written, NOT verified here (run `edgeseg validate` where the backend runs)"
+        else:
+            verdict = "PASS"
+        gate = f"\n  {self.gate.summary()}" if self.gate is not None else ""
+        return f"{head}; {tail}; {verdict}{gate}"
 
 
 def sample_images(height: int, width: int, count: int = 4, seed: int = 0) -> list[np.ndarray]:

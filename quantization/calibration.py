@@ -2,9 +2,17 @@
 
 The runtime's own :class:`~edgeseg.runtime.processing.Preprocessor` resizes and normalizes, so the
 ranges NNCF, onnxruntime or PT2E observe are the ranges the file will see on the device.
+
+Specs: any labelled ``build_dataset`` spec (``synthetic``, ``folder:PATH``, ``cityscapes:PATH``,
+...), or plain unlabelled images: ``images:PATH`` (every image in PATH, or in PATH/images/), and
+``folder:PATH`` when PATH has no ``masks/`` folder. Unlabelled images split into calibration
+(``train``) and held-out (``val``) images: by ``train/`` and ``val/`` subfolders when there are
+some, else every :data:`HELD_OUT_EVERY`-th image (sorted by name) is held out.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -13,6 +21,69 @@ from edgeseg.data.base import SegmentationDataset
 from edgeseg.data.errors import DatasetError
 from edgeseg.errors import ConfigError
 from edgeseg.metadata import ModelMetadata
+
+# Unlabelled folders without split subfolders: every 5th image (sorted) is held out for the gate
+# (20%), the others calibrate; interleaved, so both halves cover the whole recording.
+HELD_OUT_EVERY = 5
+UNLABELLED_LAYOUT = (
+    "images:PATH with the images in PATH (or PATH/images/), optionally split into train/ and "
+    "val/ subfolders (.png, .jpg, .jpeg)"
+)
+
+
+def is_unlabelled(spec: str) -> bool:
+    """``images:PATH``, or ``folder:PATH`` whose PATH has no ``masks/`` folder."""
+    kind, _, path = split_spec(spec)[0].partition(":")
+    if kind == "images":
+        return True
+    return kind == "folder" and bool(path) and Path(path).is_dir() and not (Path(path) / "masks").is_dir()
+
+
+def image_files(spec: str, split: str) -> list[Path]:
+    """The image files of ``split`` (``train``: calibration, ``val``/``test``: held out) of an
+    unlabelled spec (see :func:`is_unlabelled`)."""
+    from edgeseg.data.files import IMAGE_SUFFIXES, list_files
+
+    path = split_spec(spec)[0].partition(":")[2]
+    root = Path(path)
+    if not path or not root.is_dir():
+        raise ConfigError(f"calibration images {spec!r}: {path or '(no path)'} is not a folder. Expected {UNLABELLED_LAYOUT}")
+    if (root / "images").is_dir():
+        root = root / "images"
+    if (root / "train").is_dir() or (root / "val").is_dir():
+        folder = root / ("train" if split == "train" else "val")
+        if not folder.is_dir():
+            raise ConfigError(f"calibration images {spec!r}: {root} has split subfolders but no {folder.name}/; add it")
+        return list(list_files(folder, IMAGE_SUFFIXES).values())
+    files = list(list_files(root, IMAGE_SUFFIXES).values())
+    if len(files) < 2:
+        raise ConfigError(
+            f"calibration images {spec!r}: {root} holds {len(files)} image(s); calibration and its "
+            f"held-out check need at least 2. Expected {UNLABELLED_LAYOUT}"
+        )
+    held_out = set(range(HELD_OUT_EVERY - 1, len(files), HELD_OUT_EVERY)) or {len(files) - 1}
+    return [f for i, f in enumerate(files) if (i in held_out) == (split != "train")]
+
+
+def _read_images(files: list[Path], count: int) -> list[np.ndarray]:
+    from edgeseg.data.files import read_rgb
+
+    images = []
+    for i in spread_indices(len(files), count):
+        try:
+            images.append(read_rgb(files[i]))
+        except OSError as exc:
+            raise ConfigError(f"calibration image {files[i]} cannot be read ({exc}); remove it or replace it") from exc
+    return images
+
+
+def _at_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def open_dataset(spec: str, split: str, size: tuple[int, int], length: int | None = None) -> SegmentationDataset:
@@ -57,13 +128,21 @@ def _preprocessor(meta: ModelMetadata, dtype: np.dtype):
 def calibration_inputs(spec: str, count: int, meta: ModelMetadata, dtype: np.dtype = np.dtype(np.float32)) -> list[np.ndarray]:
     """``count`` graph inputs (batch of one each) from the images of ``spec``."""
     name, split = split_spec(spec)
+    prepare = _preprocessor(meta, dtype)
+    if is_unlabelled(name):
+        files = image_files(name, split)
+        if len(files) < count:
+            raise ConfigError(
+                f"calibration images {spec!r} hold {len(files)} calibration images (the others are held "
+                f"out for the gate), fewer than --calib-size {count}; lower --calib-size or add images"
+            )
+        return [prepare(image, bgr=False)[0].copy() for image in _read_images(files, count)]
     dataset = open_dataset(name, split, meta.input_size, count)
     if len(dataset) < count:
         raise ConfigError(
             f"calibration data {spec!r} holds {len(dataset)} images, fewer than --calib-size {count}; "
             "lower --calib-size or add images"
         )
-    prepare = _preprocessor(meta, dtype)
     return [prepare(s.image, bgr=False)[0].copy() for s in _spread_samples(dataset, count)]
 
 
@@ -72,7 +151,11 @@ def held_out_images(spec: str, count: int, size: tuple[int, int]) -> list[np.nda
     on-the-spot check of an int8 file: in-distribution images, since int8 ranges are calibrated
     for the data and say nothing about uniform noise."""
     name, split = split_spec(spec, default_split="val")
-    return [s.image for s in _spread_samples(open_dataset(name, split, size, count), count)]
+    if is_unlabelled(name):
+        images = _read_images(image_files(name, split), count)
+    else:
+        images = [s.image for s in _spread_samples(open_dataset(name, split, size, count), count)]
+    return [_at_size(image, size) for image in images]  # the verify step feeds them unresized
 
 
 def labelled_inputs(spec: str, count: int, meta: ModelMetadata) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -80,6 +163,12 @@ def labelled_inputs(spec: str, count: int, meta: ModelMetadata) -> list[tuple[np
     import cv2
 
     name, split = split_spec(spec)
+    if is_unlabelled(name):
+        raise ConfigError(
+            f"{spec!r} holds images without masks; fine-tuning needs labelled images (folder:PATH with "
+            "masks/ and classes.yaml, cityscapes:PATH, synthetic). Unlabelled images can calibrate "
+            "(--calibration images:PATH)"
+        )
     prepare = _preprocessor(meta, np.dtype(np.float32))
     height, width = meta.input_size
     return [

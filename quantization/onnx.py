@@ -44,7 +44,7 @@ def export(graph, files: tuple[Path, ...], options) -> None:
         entry.key, entry.value = METADATA_KEY, graph.metadata.to_json()
         onnx.checker.check_model(model)
         onnx.save(model, str(int8))
-        gate_int8_file(int8, net, quant)
+        graph.gate = gate_int8_file(int8, net, quant)
         os.replace(int8, files[0])
 
 

@@ -50,7 +50,7 @@ def export(graph, files: tuple[Path, ...], options) -> None:
     with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".int8-") as scratch:
         path = Path(scratch) / "model.xml"
         ov.save_model(quantized, str(path), compress_to_fp16=False)
-        gate_int8_file(path, net, quant)
+        graph.gate = gate_int8_file(path, net, quant)
         os.replace(path, xml)
         os.replace(path.with_suffix(".bin"), bin_)
 

@@ -18,15 +18,19 @@ COREML_MODES = ("w8a8", "weights", "palette")
 class QuantOptions:
     """One int8 request (the ``--calibration``/``--calib-size``/``--io``/... flags, validated)."""
 
-    calibration: str = "synthetic:train"  # build_dataset spec of the calibration images (train split)
+    # Calibration images (train split): a labelled build_dataset spec, or unlabelled images
+    # (images:PATH, folder:PATH without masks/); see edgeseg.quantization.calibration.
+    calibration: str = "synthetic:train"
     calib_size: int = 64  # calibration images; NNCF's default subset is 300, 64 is enough for BN-free ranges here
     io: str = "float"  # TFLite only: image input / logits output as float, int8 or uint8 (full int8)
     keep_float: tuple[str, ...] = ()  # module paths (``net.decoder``) left in float, from the sensitivity report
     accuracy_control: bool = False  # OpenVINO: nncf.quantize_with_accuracy_control instead of nncf.quantize
     coreml_mode: str = "w8a8"  # CoreML: w8a8 (weights + activations), weights (int8 weights only), palette (6-bit LUT)
-    gate_data: str | None = None  # labelled images of the harness gate; None = the calibration spec's val split
+    gate_data: str | None = None  # images of the gate; None = the calibration spec's val (held-out) split
     gate_images: int = 32  # images of the gate; the benchmark uses the whole held-out split
-    max_miou_drop: float = 1.0  # gate: mIoU points the int8 file may lose against the float reference
+    # Gate on labelled images: mIoU points the int8 file may lose against the float reference. One
+    # default with `edgeseg validate` (edgeseg.validate.Gates), so a file convert keeps passes validate.
+    max_miou_drop: float = 0.5
     min_agreement: float = 0.90  # gate: fraction of pixels whose class equals the float reference's
     reference: str | None = None  # float checkpoint the gate compares with (QAT: the model before QAT)
 
@@ -42,7 +46,7 @@ class QuantOptions:
         if not 0.0 <= self.min_agreement <= 1.0:
             raise ConfigError(f"min_agreement={self.min_agreement} is a fraction of pixels in [0, 1] (e.g. 0.9)")
         if self.max_miou_drop < 0:
-            raise ConfigError(f"max_miou_drop={self.max_miou_drop} must be >= 0 mIoU points (e.g. 1.0)")
+            raise ConfigError(f"max_miou_drop={self.max_miou_drop} must be >= 0 mIoU points (e.g. 0.5)")
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
 
     def check_target(self, target: str) -> None:
@@ -54,8 +58,21 @@ class QuantOptions:
             )
         if self.accuracy_control and target != "openvino":
             raise ConfigError("--accuracy-control uses nncf.quantize_with_accuracy_control: --target openvino only")
+        if self.accuracy_control and not self.labelled:
+            raise ConfigError(
+                f"--accuracy-control scores mIoU on labelled images, and {self.gate_spec!r} has no masks; "
+                "leave --accuracy-control out (the gate then compares int8 with float), or calibrate "
+                "on a labelled folder"
+            )
         if self.coreml_mode != "w8a8" and target != "coreml":
             raise ConfigError(f"--coreml-mode {self.coreml_mode} is for --target coreml only")
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the gate images carry masks (mIoU gate) or not (int8-vs-float agreement gate)."""
+        from edgeseg.quantization.calibration import is_unlabelled
+
+        return not is_unlabelled(self.gate_spec)
 
     @property
     def gate_spec(self) -> str:

@@ -167,6 +167,9 @@ def test_cli_validate_exit_codes_and_report(setup, tmp_path):
     if sys.platform != "darwin":
         unverified = runner.invoke(app, base + [str(setup["identity"]), str(setup["coreml"])])
         assert unverified.exit_code == 3 and "cannot run here" in unverified.output
+        # Nothing that ran failed: the heading names the file not run here instead of NOT PASSED.
+        assert "NOT PASSED" not in unverified.output
+        assert "not run here: " in unverified.output and "(CoreML runs on macOS only)" in unverified.output
 
 
 def test_cli_bench(setup):

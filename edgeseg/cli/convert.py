@@ -8,7 +8,8 @@ import typer
 
 from edgeseg.cli.options import parse_size
 from edgeseg.cli.qat import (
-    ACCURACY_CONTROL, CALIB_SIZE, CALIBRATION, COREML_MODE, GATE_IMAGES, IO, KEEP_FLOAT, MAX_MIOU_DROP, quant_options,
+    ACCURACY_CONTROL, CALIB_SIZE, CALIBRATION, COREML_MODE, GATE_IMAGES, IO, KEEP_FLOAT, MAX_MIOU_DROP, MIN_AGREEMENT,
+    quant_options,
 )
 
 
@@ -23,9 +24,12 @@ def convert(
         None, "--domain", help="Multi-domain models: one domain's file, or 'all' for one file per "
         "domain. Left out: one file with an output per domain."
     ),
-    layout: str = typer.Option("nchw", "--layout", help="Image input layout: nchw or nhwc."),
-    include_preprocess: bool = typer.Option(
-        False, "--include-preprocess", help="The file takes uint8 RGB 0..255 and normalizes inside."
+    layout: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--layout", help="Image input layout: nchw or nhwc (default: nhwc for tflite, nchw otherwise)."
+    ),
+    include_preprocess: Optional[bool] = typer.Option(  # noqa: UP007
+        None, "--include-preprocess/--no-include-preprocess",
+        help="The file takes uint8 RGB 0..255 and normalizes inside (default: yes for tflite, no otherwise).",
     ),
     argmax: bool = typer.Option(False, "--argmax", help="Output the class mask instead of logits."),
     out: Optional[str] = typer.Option(  # noqa: UP007
@@ -38,6 +42,7 @@ def convert(
     accuracy_control: bool = ACCURACY_CONTROL,
     coreml_mode: str = COREML_MODE,
     max_miou_drop: float = MAX_MIOU_DROP,
+    min_agreement: float = MIN_AGREEMENT,
     gate_images: int = GATE_IMAGES,
 ) -> None:
     """Convert a checkpoint for a target, run the new file against PyTorch, keep it if it matches."""
@@ -54,7 +59,7 @@ def convert(
         domain=domain,
         out=out,
         quant=quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode,
-                            max_miou_drop, gate_images) if precision == "int8" else None,
+                            max_miou_drop, gate_images, min_agreement) if precision == "int8" else None,
     )
     for converted in result.files:
         names = ", ".join(str(p) for p in (converted.path, *converted.companions))

@@ -12,25 +12,30 @@ from edgeseg.cli.options import parse_size
 
 
 def quant_options(calibration: str, calib_size: int, io: str, keep_float: list[str] | None,
-                  accuracy_control: bool, coreml_mode: str, max_miou_drop: float, gate_images: int):
+                  accuracy_control: bool, coreml_mode: str, max_miou_drop: float, gate_images: int,
+                  min_agreement: float = 0.90):
     """The int8 flags shared by ``edgeseg convert --precision int8`` and ``edgeseg qat``."""
     from edgeseg.quantization.options import QuantOptions
 
     return QuantOptions(
         calibration=calibration, calib_size=calib_size, io=io, keep_float=tuple(keep_float or ()),
         accuracy_control=accuracy_control, coreml_mode=coreml_mode, max_miou_drop=max_miou_drop,
-        gate_images=gate_images,
+        gate_images=gate_images, min_agreement=min_agreement,
     )
 
 
-CALIBRATION = typer.Option("synthetic:train", "--calibration", help="Calibration images: synthetic:train or folder:PATH.")
+CALIBRATION = typer.Option(
+    "synthetic:train", "--calibration",
+    help="Calibration images: synthetic:train, folder:PATH (labelled: mIoU gate), or plain images "
+    "images:PATH (no masks: the gate compares int8 with float on held-out images).")
 CALIB_SIZE = typer.Option(64, "--calib-size", help="Number of calibration images.")
 IO = typer.Option("float", "--io", help="TFLite: image input and output type, float, int8 or uint8.")
 KEEP_FLOAT = typer.Option(None, "--keep-float", help="A layer to leave in float (repeat); names from `edgeseg int8-report`.")
 ACCURACY_CONTROL = typer.Option(False, "--accuracy-control", help="OpenVINO: nncf.quantize_with_accuracy_control.")
 COREML_MODE = typer.Option("w8a8", "--coreml-mode", help="CoreML: w8a8, weights (int8 weights only) or palette.")
-MAX_MIOU_DROP = typer.Option(1.0, "--max-miou-drop", help="Gate: mIoU points the int8 file may lose vs float.")
-GATE_IMAGES = typer.Option(32, "--gate-images", help="Gate: labelled images scored (val split of --calibration).")
+MAX_MIOU_DROP = typer.Option(0.5, "--max-miou-drop", help="Gate: mIoU points the int8 file may lose vs float (as validate).")
+MIN_AGREEMENT = typer.Option(0.90, "--min-agreement", help="Gate: smallest fraction of pixels whose class equals float's (as validate).")
+GATE_IMAGES = typer.Option(32, "--gate-images", help="Gate: held-out images scored (val split of --calibration).")
 
 
 def qat(
@@ -55,6 +60,7 @@ def qat(
     accuracy_control: bool = ACCURACY_CONTROL,
     coreml_mode: str = COREML_MODE,
     max_miou_drop: float = MAX_MIOU_DROP,
+    min_agreement: float = MIN_AGREEMENT,
     gate_images: int = GATE_IMAGES,
 ) -> None:
     """Fine-tune with fake quantization mirroring the target's int8 scheme, then convert and gate.
@@ -68,7 +74,8 @@ def qat(
         target, epochs=None if iters is not None and epochs is None else (epochs or 1), iters=iters,
         train_data=train_data, train_images=train_images or None, batch_size=batch_size, lr=lr, seed=seed,
         workers=workers, device=device, amp=amp, scale_range=_pair(scale_range, "--scale-range"))
-    quant = quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode, max_miou_drop, gate_images)
+    quant = quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode, max_miou_drop,
+                          gate_images, min_agreement)
     result, files = qat_and_convert(checkpoint, cfg, quant, out_dir or Path(checkpoint).parent)
     if not result.is_main:
         return  # another torchrun process: rank 0 reports

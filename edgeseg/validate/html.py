@@ -63,9 +63,8 @@ def render_html(validation: ValidationRun | None, timing: BenchRun | None, envir
     parts.append("</ul>")
     if validation is not None:
         g = validation.gates
-        verdict = "PASSED" if validation.passed else "NOT PASSED"
         parts.append(
-            f"<h2>Accuracy: {verdict}</h2><p>reference {html.escape(validation.reference_path)}; data "
+            f"<h2>Accuracy: {html.escape(validation.verdict)}</h2><p>reference {html.escape(str(validation.reference_path or 'none: labels only, no gate'))}; data "
             f"{html.escape(', '.join(validation.data))}; gates: {html.escape(g.describe())}</p>"
         )
         parts.append(render_table(accuracy_table(validation), "accuracy", status_column=5))

@@ -97,6 +97,8 @@ class FileResult:
     status: str
     reason: str = ""  # why it failed, or why it cannot run here
     domains: list[DomainResult] = field(default_factory=list)
+    device: str | None = None  # what ran the graph (seg.device), and what auto picked / left to the CPU
+    device_note: str = ""
 
     @property
     def name(self) -> str:
@@ -115,6 +117,8 @@ class FileResult:
             "size_bytes": self.size_bytes,
             "status": self.status,
             "reason": self.reason,
+            "device": self.device,
+            "device_note": self.device_note,
             "domains": [d.to_dict() for d in self.domains],
         }
 
@@ -123,7 +127,7 @@ class FileResult:
 class ValidationRun:
     """Everything ``validate`` measured: the reference per domain, every file, the gates."""
 
-    reference_path: str
+    reference_path: str | None  # None: scored against the labels only, no gate
     data: list[str]
     limit: int | None
     gates: Gates
@@ -135,6 +139,21 @@ class ValidationRun:
     def passed(self) -> bool:
         """True only if every file passed: a file that cannot run here is not a pass."""
         return all(f.passed for f in self.files)
+
+    @property
+    def verdict(self) -> str:
+        """The report heading's verdict. Files that cannot run here are neither passed nor failed:
+        the heading names them instead of saying NOT PASSED when nothing that ran failed."""
+        from edgeseg.validate.gates import CANNOT_RUN_HERE
+
+        if self.passed:
+            return "PASSED"
+        if self.failed:
+            return "NOT PASSED"
+        names = [f.name for f in self.files if f.status == CANNOT_RUN_HERE]
+        why = "CoreML runs on macOS only" if all(n.endswith(".mlpackage") for n in names) else "see their rows"
+        ran = "every file that ran passed" if len(names) < len(self.files) else "no file ran"
+        return f"not run here: {', '.join(names)} ({why}); {ran}"
 
     @property
     def failed(self) -> list[FileResult]:
