@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import colorsys
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -24,6 +25,15 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 LAYOUTS = ("nchw", "nhwc")
+
+# Resource bounds, checked before anything is allocated from a file's word: a class mask is at
+# most uint16 (65536 class ids), and an input of 4096 x 4096 is a 200 MB float32 tensor already
+# (its logits 64 MB per class); 8192 on one side allows panoramas of the same pixel count.
+MAX_CLASSES = 65536
+MAX_INPUT_SIDE = 8192
+MAX_INPUT_PIXELS = 4096 * 4096
+# Longest name (model, class, domain, output) a file may carry.
+MAX_NAME_LENGTH = 256
 RESIZE_MODES = ("stretch", "letterbox")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -114,6 +124,12 @@ class ModelMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.classes, (str, bytes)):
+            raise ConfigError(
+                f"classes {self.classes!r} is one string; give a list of class names, one per class"
+            )
+        if len(self.classes) > MAX_CLASSES:
+            raise ConfigError(f"{len(self.classes)} classes is more than the {MAX_CLASSES} a mask can hold")
         classes = tuple(str(c) for c in self.classes)
         object.__setattr__(self, "classes", classes)
         palette = self.palette or default_palette(len(classes))
@@ -124,10 +140,18 @@ class ModelMetadata:
         _check_classes_palette(self.classes, self.palette, f"model {self.model!r}")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ConfigError("mean and std need three values each, one per RGB channel")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ConfigError(f"mean {self.mean} / std {self.std} hold NaN or infinity; give finite values")
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"std {self.std} has a value <= 0; std divides the pixels")
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ConfigError(f"input_size {self.input_size} must be (height, width), both >= 1")
+        h, w = self.input_size
+        if max(h, w) > MAX_INPUT_SIDE or h * w > MAX_INPUT_PIXELS:
+            raise ConfigError(
+                f"input_size {h}x{w} is beyond what edgeseg runs (at most {MAX_INPUT_SIDE} on a side "
+                f"and {MAX_INPUT_PIXELS} pixels); export the model at a smaller size"
+            )
         for name, value, allowed in (
             ("layout", self.layout, LAYOUTS),
             ("resize", self.resize, RESIZE_MODES),
@@ -171,6 +195,9 @@ class ModelMetadata:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        """Metadata from its JSON form, every field checked against :func:`check_metadata_dict`
+        (a file's word is not trusted: a wrong type or value raises a ConfigError naming it)."""
+        check_metadata_dict(data)
         data = dict(data)
         version = data.pop("schema_version", SCHEMA_VERSION)
         if version > SCHEMA_VERSION:
@@ -209,3 +236,125 @@ class ModelMetadata:
         if not isinstance(data, dict):
             raise ConfigError("edgeseg metadata must be a JSON object")
         return cls.from_dict(data)
+
+
+# --- the schema of the JSON form ----------------------------------------------------------------
+_SEQ = (list, tuple)  # JSON arrays; tuples where a dict comes from to_dict() in process
+_FIX = "the file was edited or damaged: convert (or save) the model again"
+
+
+def _field_error(field: str, problem: str) -> ConfigError:
+    return ConfigError(f"metadata field {field!r} {problem}; {_FIX}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_name(field: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
+        raise _field_error(field, f"is {_shown(value)}, not a name of 1 to {MAX_NAME_LENGTH} characters")
+
+
+def _check_names(field: str, value: Any) -> None:
+    if not isinstance(value, _SEQ) or not value:
+        raise _field_error(field, f"is {_shown(value)}, not a non-empty list of class names")
+    if len(value) > MAX_CLASSES:
+        raise _field_error(field, f"lists {len(value)} classes, more than the {MAX_CLASSES} a mask can hold")
+    for i, name in enumerate(value):
+        _check_name(f"{field}[{i}]", name)
+
+
+def _check_palette(field: str, value: Any, count: int) -> None:
+    if not isinstance(value, _SEQ) or len(value) != count:
+        raise _field_error(field, f"is {_shown(value)}, not a list of {count} RGB colours (one per class)")
+    for i, colour in enumerate(value):
+        if not (isinstance(colour, _SEQ) and len(colour) == 3 and all(_is_int(c) and 0 <= c <= 255 for c in colour)):
+            raise _field_error(f"{field}[{i}]", f"is {_shown(colour)}, not an RGB triple of integers in 0..255")
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A short description of a value for an error message (files may hold anything)."""
+    text = repr(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def check_metadata_dict(data: Any) -> None:
+    """Check the JSON form of :class:`ModelMetadata` field by field: types, lengths, ranges,
+    finiteness and the resource bounds (:data:`MAX_CLASSES`, :data:`MAX_INPUT_SIDE`,
+    :data:`MAX_INPUT_PIXELS`), before anything is built from it. Raises a ConfigError naming the
+    field; unknown fields are allowed (a newer minor writer) and kept in ``extra``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"edgeseg metadata is {_shown(data)}, not a JSON object; {_FIX}")
+    for key in ("model", "classes"):
+        if key not in data:
+            raise ConfigError(
+                f"metadata lacks {key!r}; was this file written by edgeseg? If so, {_FIX}"
+            )
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not _is_int(version) or version < 1:
+        raise _field_error("schema_version", f"is {_shown(version)}, not a positive integer")
+    _check_name("model", data["model"])
+    _check_names("classes", data["classes"])
+    count = len(data["classes"])
+    if "palette" in data and data["palette"] not in ([], (), None):
+        _check_palette("palette", data["palette"], count)
+    for key in ("mean", "std"):
+        if key in data:
+            value = data[key]
+            if not (isinstance(value, _SEQ) and len(value) == 3 and all(_is_number(v) for v in value)):
+                raise _field_error(key, f"is {_shown(value)}, not three numbers (one per RGB channel)")
+            if not all(math.isfinite(v) for v in value):
+                raise _field_error(key, f"holds NaN or infinity ({value})")
+            if key == "std" and min(value) <= 0:
+                raise _field_error(key, f"has a value <= 0 ({value}); std divides the pixels")
+    if "input_size" in data:
+        size = data["input_size"]
+        if not (isinstance(size, _SEQ) and len(size) == 2 and all(_is_int(v) and v >= 1 for v in size)):
+            raise _field_error("input_size", f"is {_shown(size)}, not [height, width] of positive integers")
+        if max(size) > MAX_INPUT_SIDE or size[0] * size[1] > MAX_INPUT_PIXELS:
+            raise _field_error(
+                "input_size", f"is {size[0]}x{size[1]}, beyond what edgeseg runs (at most "
+                f"{MAX_INPUT_SIDE} on a side and {MAX_INPUT_PIXELS} pixels)"
+            )
+    for key, allowed in (("layout", LAYOUTS), ("resize", RESIZE_MODES), ("precision", PRECISIONS)):
+        if key in data and data[key] not in allowed:
+            raise _field_error(key, f"is {_shown(data[key])}, not one of {allowed}")
+    for key in ("include_preprocess", "argmax"):
+        if key in data and not isinstance(data[key], bool):
+            raise _field_error(key, f"is {_shown(data[key])}, not true or false")
+    for key in ("edgeseg_version", "checksum"):
+        if key in data and data[key] is not None and (not isinstance(data[key], str) or len(data[key]) > 200):
+            raise _field_error(key, f"is {_shown(data[key])}, not a short string")
+    if "extra" in data and not isinstance(data["extra"], dict):
+        raise _field_error("extra", f"is {_shown(data['extra'])}, not an object")
+    names = []
+    domains = data.get("domains", [])
+    if not isinstance(domains, _SEQ) or len(domains) > 256:
+        raise _field_error("domains", f"is {_shown(domains)}, not a list of at most 256 domains")
+    for i, d in enumerate(domains):
+        where = f"domains[{i}]"
+        if not isinstance(d, dict) or not {"name", "classes"} <= set(d):
+            raise _field_error(where, f"is {_shown(d)}, not an object with 'name', 'classes' and 'palette'")
+        _check_name(f"{where}.name", d["name"])
+        _check_names(f"{where}.classes", d["classes"])
+        _check_palette(f"{where}.palette", d.get("palette"), len(d["classes"]))
+        names.append(d["name"])
+    _check_name("domain", data.get("domain"), optional=True)
+    outputs = data.get("output_names", {})
+    if not isinstance(outputs, dict):
+        raise _field_error("output_names", f"is {_shown(outputs)}, not an object of domain -> output name")
+    for domain, output in outputs.items():
+        _check_name(f"output_names.{domain}", output)
+        if domain not in names:
+            raise _field_error(
+                "output_names", f"names domain {domain!r}, which is not one of the domains {names}"
+            )

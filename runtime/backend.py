@@ -109,3 +109,24 @@ def refuse_precision(backend: str, precision: str | None) -> None:
             f"precision={precision!r}: the {backend} backend runs the file at the precision it was "
             "converted to; convert the model at that precision instead, or leave precision out"
         )
+
+
+def require_graph_io(path: Path, inputs: int, outputs: int) -> None:
+    """Refuse a graph without an input or an output before anything indexes them."""
+    if inputs < 1 or outputs < 1:
+        from edgeseg.runtime.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            f"{path}: the graph has {inputs} inputs and {outputs} outputs; an edgeseg file takes one "
+            "image input and gives a mask or logits output. Convert the model with edgeseg convert"
+        )
+
+
+def undecodable_metadata(path: Path, exc: UnicodeDecodeError):
+    """The error for metadata bytes that are not UTF-8 (a damaged or hand-edited file)."""
+    from edgeseg.runtime.errors import ModelFileError
+
+    return ModelFileError(
+        f"{path}: its edgeseg metadata is not UTF-8 text ({exc}); the file was damaged or edited "
+        "after conversion: convert or copy it again"
+    )

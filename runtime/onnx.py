@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.metadata import METADATA_KEY
-from edgeseg.runtime.backend import Backend, TensorInfo, import_backend_library, refuse_precision
+from edgeseg.runtime.backend import (
+    Backend, TensorInfo, import_backend_library, refuse_precision, require_graph_io, undecodable_metadata,
+)
 from edgeseg.runtime.errors import ModelFileError
 
 # ONNX Runtime reports element types as strings.
@@ -60,6 +62,7 @@ class OnnxBackend(Backend):
             ) from exc
         self.path = path
         inputs = self._session.get_inputs()
+        require_graph_io(path, len(inputs), len(self._session.get_outputs()))
         self.input_count = len(inputs)
         self.input = _info(inputs[0])
         self.outputs = {o.name: _info(o) for o in self._session.get_outputs()}
@@ -70,7 +73,10 @@ class OnnxBackend(Backend):
         self._local = threading.local()
 
     def metadata_json(self) -> str | None:
-        return self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        try:  # pybind decodes every entry of the map as UTF-8
+            return self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        except UnicodeDecodeError as exc:
+            raise undecodable_metadata(self.path, exc) from exc
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         if not self._bind:  # an output of dynamic shape: ONNX Runtime allocates it

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.metadata import METADATA_KEY
-from edgeseg.runtime.backend import Backend, TensorInfo, import_backend_library
+from edgeseg.runtime.backend import (
+    Backend, TensorInfo, import_backend_library, require_graph_io, undecodable_metadata,
+)
 from edgeseg.runtime.errors import ConfigError, ModelFileError, ModelFileNotFoundError
 
 # load(precision=...) -> OpenVINO INFERENCE_PRECISION_HINT.
@@ -70,9 +72,13 @@ class OpenVinoBackend(Backend):
                 f"{path} (+ {weights.name}) could not be read by OpenVINO ({type(exc).__name__}: "
                 f"{exc}). The files are truncated, corrupted or do not belong together: convert again"
             ) from exc
-        self._metadata = (
-            str(model.get_rt_info([METADATA_KEY]).astype(str)) if model.has_rt_info([METADATA_KEY]) else None
-        )
+        try:
+            self._metadata = (
+                str(model.get_rt_info([METADATA_KEY]).astype(str)) if model.has_rt_info([METADATA_KEY]) else None
+            )
+        except UnicodeDecodeError as exc:
+            raise undecodable_metadata(path, exc) from exc
+        require_graph_io(path, len(model.inputs), len(model.outputs))
         config = {}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads

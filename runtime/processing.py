@@ -150,11 +150,19 @@ class Postprocessor:
         self.metadata = metadata
         self.tensor = tensor
         self.mask_dtype = np.uint8 if num_classes <= 256 else np.uint16
+        self.num_classes = num_classes
         self.class_axis = 1 if metadata.layout == "nchw" else 3
 
     def mask(self, output: np.ndarray, placement: Placement, height: int, width: int) -> np.ndarray:
         if self.metadata.argmax:
             small = output.reshape(output.shape[-2:] if self.class_axis == 1 else output.shape[1:3])
+            # The graph's class ids come from its own class count: one the metadata does not name
+            # means metadata of another model (a mask that would be silently wrong).
+            if small.size and int(small.max()) >= self.num_classes:
+                raise UnsupportedModelError(
+                    f"the graph's mask holds class {int(small.max())}, but its metadata names "
+                    f"{self.num_classes} classes; the metadata belongs to another model: convert it again"
+                )
             small = small.astype(self.mask_dtype, copy=False)
         else:
             # Dequantizing is monotonic (scale > 0): argmax of the raw integers is the same.
@@ -289,7 +297,18 @@ def check_graph(metadata: ModelMetadata, tensor: TensorInfo, output: TensorInfo,
             f"the graph input {tensor.name!r} is {tensor.dtype} without a scale/zero point, and the "
             "metadata says it takes normalized floats; convert it again"
         )
-    if not metadata.argmax:
+    if metadata.argmax:
+        # The mask: (1, h, w), (1, 1, h, w) or (1, h, w, 1) class ids; logits would not reshape.
+        shapes = {3: (1, h, w), 4: (1, 1, h, w) if metadata.layout == "nchw" else (1, h, w, 1)}
+        wanted = shapes.get(len(output.shape))
+        if (wanted is None or output.dtype.kind not in "iu"
+                or any(g not in (-1, e) for g, e in zip(output.shape, wanted))):
+            raise UnsupportedModelError(
+                f"the metadata says the graph ends in argmax (a class mask), but its output "
+                f"{output.name!r} is {output.dtype} {output.shape}, not one {h}x{w} integer mask; "
+                "the metadata was edited or belongs to another file: convert it again"
+            )
+    else:
         axis = 1 if metadata.layout == "nchw" else 3
         if len(output.shape) != 4 or output.shape[axis] not in (-1, num_classes):
             raise UnsupportedModelError(
