@@ -3,6 +3,7 @@
 Layout (split subfolders are optional; without them the same files serve every split)::
 
     ROOT/classes.yaml or ROOT/classes.json   {"classes": [names...], "palette": [[r, g, b], ...]}
+                                             (palette optional), or just [names...]
     ROOT/images[/<split>]/<name>.png|.jpg    RGB images
     ROOT/masks[/<split>]/<name>.png          train ids 0..N-1 (255 = ignore), one channel; or
                                              RGB masks painted in the palette's colours
@@ -39,25 +40,50 @@ CLASS_FILES = ("classes.yaml", "classes.yml", "classes.json")
 
 
 def read_class_file(root: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+    """The class names (and palette) of a folder dataset. The file holds either a mapping
+    ``{"classes": [...], "palette": [[r, g, b], ...]}`` (palette optional) or just the list of
+    class names; anything else is refused with an example of the format."""
     path = next((root / n for n in CLASS_FILES if (root / n).is_file()), None)
     if path is None:
         raise DatasetLayoutError(f"{root} has no {' / '.join(CLASS_FILES)}. Expected layout: {LAYOUT}")
+    example = (
+        "write e.g. {\"classes\": [\"road\", \"car\"], \"palette\": [[128, 64, 128], [0, 0, 142]]} "
+        "(YAML or JSON), or just the list of class names"
+    )
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix == ".json":
-            data = json.loads(path.read_text())
+            data = json.loads(text)
         else:
             import yaml
 
-            data = yaml.safe_load(path.read_text())
-        classes = tuple(str(c) for c in data["classes"])
-        palette = tuple(tuple(int(v) for v in rgb) for rgb in data.get("palette") or default_palette(len(classes)))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            data = yaml.safe_load(text)
+    except Exception as exc:  # JSON/YAML parser errors, bytes that are not UTF-8
+        raise DatasetLayoutError(f"{path} could not be parsed ({type(exc).__name__}: {exc}); {example}") from exc
+    if isinstance(data, list):
+        data = {"classes": data}
+    if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
+        raise DatasetLayoutError(f"{path} holds no list under 'classes' (found {type(data).__name__}); {example}")
+    names = data["classes"]
+    bad = [c for c in names if isinstance(c, bool) or not isinstance(c, (str, int, float))]
+    if bad:
         raise DatasetLayoutError(
-            f"{path} could not be read ({exc!r}); write e.g. "
-            "{\"classes\": [\"road\", \"car\"], \"palette\": [[128, 64, 128], [0, 0, 142]]}"
-        ) from exc
+            f"{path}: class names must be strings, found {bad[:3]!r}; quote names such as yes/no/null "
+            f"in YAML; {example}"
+        )
+    classes = tuple(str(c) for c in names)
     if not classes or len(classes) >= IGNORE_INDEX:
         raise DatasetLayoutError(f"{path}: need 1..254 classes, found {len(classes)}")
+    if len(set(classes)) != len(classes):
+        raise DatasetLayoutError(f"{path}: class names repeat ({sorted({c for c in classes if classes.count(c) > 1})})")
+    raw_palette = data.get("palette") or [list(c) for c in default_palette(len(classes))]
+    if not isinstance(raw_palette, list) or not all(
+        isinstance(rgb, list) and len(rgb) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in rgb)
+        for rgb in raw_palette
+    ):
+        raise DatasetLayoutError(f"{path}: 'palette' must be a list of [r, g, b] integers in 0..255; {example}")
+    palette = tuple(tuple(rgb) for rgb in raw_palette)
     if len(palette) != len(classes):
         raise DatasetLayoutError(f"{path}: {len(classes)} classes but {len(palette)} palette colours")
     return classes, palette
