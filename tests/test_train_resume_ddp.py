@@ -121,3 +121,35 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
     assert m1["written"] == ""
     assert read_train_state_header(out / TRAIN_STATE)["step"] == 4
     assert torch.equal(load_model(out / LAST).state_dict()[next(iter(w0))], w0[next(iter(w0))])
+    # Whatever N, the checkpoint holds the same thing: a 1-process run of the same world batch
+    # (4) writes the same tensors (names, shapes, dtypes: no DDP "module." prefix) and the same
+    # header (model, metadata, config apart from batch_size). Only the numbers differ: BatchNorm
+    # statistics are per process on CPU (sync_bn, CUDA only, shares them across processes).
+    single = tmp_path / "single"
+    train(tiny_cfg(single, iters=4, checkpoint_every=2, batch_size=4), progress=False)
+    _assert_same_content(out / LAST, single / LAST)
+
+
+def _assert_same_content(a: Path, b: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(a), framework="pt") as fa, safe_open(str(b), framework="pt") as fb:
+        assert sorted(fa.keys()) == sorted(fb.keys())
+        for key in fa.keys():
+            ta, tb = fa.get_tensor(key), fb.get_tensor(key)
+            assert (ta.shape, ta.dtype) == (tb.shape, tb.dtype), key
+    (header_a, meta_a), (header_b, meta_b) = read_checkpoint_header(a), read_checkpoint_header(b)
+    assert meta_a == meta_b
+    config_a, config_b = (dict(h["extra"]["train_config"]) for h in (header_a, header_b))
+    assert config_a.pop("batch_size") * 2 == config_b.pop("batch_size")
+    config_a.pop("out"), config_b.pop("out")
+    assert config_a == config_b
+    assert header_a["extra"]["step"] == header_b["extra"]["step"] == 4
+
+
+def test_sync_bn_on_cpu_is_refused_with_the_reason(tmp_path):
+    from edgeseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sync_bn needs CUDA"):
+        train(tiny_cfg(tmp_path / "run", sync_bn=True, iters=1), progress=False)
+    assert not (tmp_path / "run" / LAST).exists()

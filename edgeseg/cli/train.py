@@ -49,6 +49,7 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1."),  # noqa: UP007
     amp: Optional[str] = typer.Option(None, "--amp", help="auto (bf16/fp16 on CUDA, off on CPU), off, bf16, fp16."),  # noqa: UP007
     compile: Optional[str] = typer.Option(None, "--compile", help="torch.compile the model: auto (on CUDA), on, off."),  # noqa: UP007
+    sync_bn: Optional[bool] = typer.Option(None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across torchrun processes (CUDA)."),  # noqa: UP007
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its config.yaml unless --config)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
@@ -67,7 +68,7 @@ def train(
         "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
         "warmup_steps": warmup_steps, "workers": workers, "cache_dir": cache_dir, "eval_every": eval_every,
         "checkpoint_every": checkpoint_every, "seed": seed, "out": out, "device": device, "amp": amp,
-        "compile": compile,
+        "compile": compile, "sync_bn": sync_bn,
     }
     given = {k: v for k, v in flags.items() if v is not None}
     if epochs is not None and iters is None:

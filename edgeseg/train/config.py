@@ -84,6 +84,9 @@ class TrainConfig:
     amp: str = "auto"
     # NHWC memory layout on CUDA (faster convolutions with tensor cores); ignored on CPU.
     channels_last: bool = True
+    # SyncBatchNorm across processes under torchrun (CUDA only): BatchNorm statistics over the
+    # whole world batch, not each process's share; use it when the per-GPU batch is small (< 8).
+    sync_bn: bool = False
     # torch.compile the model: auto = on CUDA for runs of >= 20,000 steps (where it measured faster
     # end to end), off otherwise; or on / off.
     compile: str = "auto"

@@ -39,7 +39,8 @@ LAST = "last.safetensors"
 BEST = "best.safetensors"
 TRAIN_STATE = "train_state.safetensors"
 # Fields that may differ between an interrupted run and its resume (they change no result).
-RESUMABLE_CHANGES = {"workers", "log_every", "device", "out", "max_minutes", "eval_limit", "compile"}
+RESUMABLE_CHANGES = {"workers", "log_every", "device", "out", "max_minutes", "eval_limit", "compile",
+                     "cache_dir"}
 
 
 @dataclass
@@ -112,6 +113,13 @@ class _Run:
         self.model = build_model(cfg.model, cfg.model_options, self.domains, cfg.size).to(self.setup.device)
         if self.setup.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.sync_bn and self.setup.device.type != "cuda":
+            raise ConfigError(
+                "sync_bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on CPU); "
+                "leave --sync-bn out for CPU runs, where BatchNorm statistics stay per process"
+            )
+        if cfg.sync_bn and dist_info.enabled:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if cfg.bn_momentum is not None:
             for module in self.model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -301,8 +309,10 @@ class _Run:
     def _resume(self) -> int:
         state, scaler_state = load_train_state(self.out / TRAIN_STATE, model=self.model,
                                                optimizer=self.optimizer, map_location=self.setup.device)
+        # A field newer than the interrupted run's config counts as its default there.
+        defaults = TrainConfig(iters=1).to_dict()
         changed = sorted(k for k, v in self.cfg.to_dict().items()
-                         if k not in RESUMABLE_CHANGES and state.config.get(k) != v)
+                         if k not in RESUMABLE_CHANGES and state.config.get(k, defaults[k]) != v)
         if changed:
             raise ConfigError(
                 f"cannot resume {self.out}: the config differs from the interrupted run's in {changed}. "
