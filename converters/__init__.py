@@ -27,7 +27,8 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("onnx", "edgeseg.converters.onnx", (".onnx",), ("fp32", "fp16", "int8"), "onnx",
                    int8_module="edgeseg.quantization.onnx"),
         TargetSpec("tflite", "edgeseg.converters.tflite", (".tflite",), ("fp32", "fp16", "int8"), "tflite",
-                   channels_last=True, int8_module="edgeseg.quantization.tflite"),
+                   channels_last=True, default_layout="nhwc", default_preprocess=True,
+                   int8_module="edgeseg.quantization.tflite"),
         TargetSpec(
             "coreml", "edgeseg.converters.coreml", (".mlpackage",), ("fp32", "fp16", "int8"), "coreml",
             is_dir=True, runs_on=("darwin",), pixel_dtype="float32", mask_dtype="int32",
@@ -100,8 +101,8 @@ def convert(
     *,
     precision: str = "fp32",
     input_size: tuple[int, int] | None = None,
-    layout: str = "nchw",
-    include_preprocess: bool = False,
+    layout: str | None = None,
+    include_preprocess: bool | None = None,
     argmax: bool = False,
     domain: str | None = None,
     out: str | os.PathLike[str] | None = None,
@@ -110,8 +111,11 @@ def convert(
     """Convert a model (or an edgeseg ``.safetensors`` checkpoint) for ``target`` and verify it.
 
     Writes one file, or one per domain with ``domain="all"``; each is run on its backend against
-    PyTorch before it is kept. Raises :class:`UnsupportedOpError` when the target refuses an op,
-    :class:`VerificationError` when the file disagrees with PyTorch; neither leaves a file.
+    PyTorch before it is kept. ``layout`` None: the target's default (NHWC for TFLite, whose
+    consumers all take NHWC images; NCHW elsewhere); ``include_preprocess`` None: the target's
+    default (TFLite files take uint8 RGB and normalize inside, as MediaPipe needs). Raises
+    :class:`UnsupportedOpError` when the target refuses an op, :class:`VerificationError` when
+    the file disagrees with PyTorch; neither leaves a file.
     ``precision="int8"`` quantizes with ``quant`` (an ``edgeseg.quantization.QuantOptions``;
     None = its defaults) and keeps the file only if it passes the harness's accuracy gate.
     """
@@ -122,7 +126,10 @@ def convert(
         from edgeseg.quantization.options import QuantOptions
 
         quant = QuantOptions()
-    options = ExportOptions(target, precision, input_size, layout, include_preprocess, argmax, domain, quant)
+    if include_preprocess is None:
+        include_preprocess = spec.default_preprocess
+    options = ExportOptions(target, precision, input_size, layout or spec.default_layout, include_preprocess, argmax,
+                            domain, quant)
     options.check(spec)
     model, source = _load(model_or_checkpoint)
     backend = target_module(spec, precision)

@@ -33,6 +33,13 @@ class TargetSpec:
     # view, so the file has one ARG_MAX over the innermost axis instead of TRANSPOSE + a strided
     # ARG_MAX (LR-ASPP-S 512x512, 1 thread: the mask file's invoke 36 ms -> 22 ms; logits: 21 ms).
     channels_last: bool = False
+    # Image input layout when --layout is left out: what the target's own consumers expect
+    # (every TFLite consumer, MediaPipe and the Task Library included, takes NHWC images).
+    default_layout: str = "nchw"
+    # Whether the file normalizes inside (uint8 RGB input) when --include-preprocess is left out.
+    # TFLite: yes, because MediaPipe refuses per-channel NormalizationOptions ("Per-channel image
+    # normalization is not available"), and ImageNet mean/std differ per channel.
+    default_preprocess: bool = False
     int8_module: str | None = None  # module with the same interface that writes int8 (edgeseg.quantization)
 
     def runs_here(self) -> bool:
@@ -46,8 +53,8 @@ class ExportOptions:
     target: str
     precision: str = "fp32"  # fp32 | fp16 | int8 (int8 targets: those with an int8_module)
     input_size: tuple[int, int] | None = None  # (H, W); None = the model metadata's input_size
-    layout: str = "nchw"  # layout of the image input (and of the logits output)
-    include_preprocess: bool = False  # graph takes uint8 RGB and normalizes inside
+    layout: str | None = None  # image input (and logits output) layout; None = the target's default_layout
+    include_preprocess: bool | None = None  # graph takes uint8 RGB and normalizes inside; None = target default
     argmax: bool = False  # graph outputs the uint8 class mask instead of logits
     domain: str | None = None  # multi-domain: a domain name, "all" (one file each) or None (one file)
     quant: object | None = None  # int8 only: edgeseg.quantization.QuantOptions (calibration, I/O, gate)
@@ -62,7 +69,7 @@ class ExportOptions:
             )
         if self.precision == "int8" and self.quant is not None:
             self.quant.check_target(spec.name)
-        if self.layout not in LAYOUTS:
+        if self.layout is not None and self.layout not in LAYOUTS:
             raise ConfigError(f"layout {self.layout!r} is not one of {LAYOUTS}")
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 1):
             raise ConfigError(f"input size {self.input_size} must be (height, width), both >= 1")

@@ -15,8 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeseg.metadata import METADATA_KEY
-from edgeseg.runtime.tflite_metadata import add_tflite_metadata, read_tflite_metadata
+from edgeseg.metadata import METADATA_KEY, ModelMetadata
+from edgeseg.runtime.tflite_metadata import (
+    STANDARD_KEY,
+    StandardMetadata,
+    StandardOutput,
+    add_associated_files,
+    add_tflite_metadata,
+    build_standard_metadata,
+    read_tflite_metadata,
+)
 
 # ai-edge-quantizer recipe: cast the weights of every op that has weights to float16.
 FP16_WEIGHTS_RECIPE = [
@@ -83,8 +91,54 @@ def export(graph, files: tuple[Path, ...], options) -> None:
         from ai_edge_quantizer import quantizer
 
         data = bytes(quantizer.Quantizer(data, FP16_WEIGHTS_RECIPE).quantize().quantized_model)
-    data = add_tflite_metadata(data, {METADATA_KEY: graph.metadata.to_json().encode("utf-8")})
-    files[0].write_bytes(data)
+    files[0].write_bytes(with_metadata(data, graph.metadata, graph.input_name, graph.output_names))
+
+
+def standard_metadata(meta: ModelMetadata, input_name: str, output_names: tuple[str, ...]) -> StandardMetadata:
+    """The standard TFLite metadata of a file: what MediaPipe's ImageSegmenter and the TFLite Task
+    Library read (they never see the "edgeseg" entry). NormalizationOptions are in the input's own
+    pixel range: a float input takes ``(pixel - 255 * mean) / (255 * std)``; a uint8 input
+    (``include_preprocess``, the TFLite default) takes the pixels as they are (mean 0, std 1)."""
+    if meta.include_preprocess:
+        # One value for every channel: MediaPipe refuses per-channel normalization.
+        mean, std = (0.0,), (1.0,)
+    else:
+        mean = tuple(255.0 * m for m in meta.mean)
+        std = tuple(255.0 * s for s in meta.std)
+    domains = [meta.domain_info(d) for d in meta.output_names] if meta.output_names else []
+    outputs = []
+    for i, name in enumerate(output_names):
+        classes = domains[i].classes if domains else meta.classes
+        kind = "class mask (uint8 class ids)" if meta.argmax else f"logits, one channel per class ({len(classes)})"
+        layout = "(1, H, W)" if meta.argmax else ("(1, H, W, classes)" if meta.layout == "nhwc" else "(1, classes, H, W)")
+        labels_file = f"labels_{domains[i].name}.txt" if domains else "labels.txt"
+        outputs.append(StandardOutput(name, f"Segmentation {kind}, {layout}.", classes, labels_file))
+    h, w = meta.input_size
+    return StandardMetadata(
+        name=meta.model,
+        description=(f"edgeseg semantic segmentation: {meta.model}, {meta.num_classes} classes, {h}x{w} "
+                     f"{meta.layout.upper()} RGB input, {meta.precision}."),
+        version=meta.edgeseg_version,
+        author="edgeseg",
+        input_name=input_name,
+        color_space="RGB",
+        image_size=(h, w),
+        mean=mean,
+        std=std,
+        outputs=tuple(outputs),
+    )
+
+
+def with_metadata(data: bytes, meta: ModelMetadata, input_name: str, output_names: tuple[str, ...]) -> bytes:
+    """The model bytes with edgeseg's own metadata entry, the standard TFLite metadata beside it,
+    and the labels files it names appended (every TFLite file edgeseg writes goes through here)."""
+    standard = standard_metadata(meta, input_name, output_names)
+    data = add_tflite_metadata(data, {
+        METADATA_KEY: meta.to_json().encode("utf-8"),
+        STANDARD_KEY: build_standard_metadata(standard),
+    })
+    labels = {out.labels_file: ("\n".join(out.labels) + "\n").encode("utf-8") for out in standard.outputs}
+    return add_associated_files(data, labels)
 
 
 def read_metadata(files: tuple[Path, ...]) -> str | None:

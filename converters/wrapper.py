@@ -91,7 +91,8 @@ def build_graphs(model: nn.Module, options, spec) -> list[ExportGraph]:
     """One :class:`ExportGraph` per file the options ask for (several for ``domain="all"``)."""
     base = model.metadata
     extra = dict(base.extra)
-    if options.include_preprocess and spec.pixel_dtype != "uint8":
+    preprocess = spec.default_preprocess if options.include_preprocess is None else options.include_preprocess
+    if preprocess and spec.pixel_dtype != "uint8":
         # The file takes pixel values 0..255 in another dtype: say so, the runtime reads it.
         extra["image_dtype"] = spec.pixel_dtype
     if options.argmax and spec.mask_dtype != "uint8":
@@ -100,8 +101,8 @@ def build_graphs(model: nn.Module, options, spec) -> list[ExportGraph]:
     model.check_input_size(height, width)
     meta = base.replace(
         input_size=(height, width),
-        layout=options.layout,
-        include_preprocess=options.include_preprocess,
+        layout=options.layout or spec.default_layout,
+        include_preprocess=preprocess,
         argmax=options.argmax,
         precision=options.precision,
         output_names={},

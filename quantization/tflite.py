@@ -18,12 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeseg.converters.tflite import _NamedOutputs, read_metadata  # noqa: F401 (the target's interface)
-from edgeseg.metadata import METADATA_KEY
+from edgeseg.converters.tflite import _NamedOutputs, read_metadata, with_metadata  # noqa: F401 (the target's interface)
 from edgeseg.quantization.calibration import calibration_inputs
 from edgeseg.quantization.gate import gate_int8_file
 from edgeseg.quantization.layers import check_layers, graph_path, reference_model
-from edgeseg.runtime.tflite_metadata import add_tflite_metadata
 
 
 def quantizer(keep_float: tuple[str, ...] = (), *, qat: bool = False):
@@ -70,7 +68,7 @@ def write_tflite(converted, q, graph, io: str, inputs: list[np.ndarray]) -> byte
                                  quant_config=QuantConfig(pt2e_quantizer=q))
     data = bytes(model.model_content())
     data = set_io_types(data, io, _range(inputs), _output_ranges(graph, inputs))
-    return add_tflite_metadata(data, {METADATA_KEY: graph.metadata.to_json().encode("utf-8")})
+    return with_metadata(data, graph.metadata, graph.input_name, graph.output_names)
 
 
 def export(graph, files: tuple[Path, ...], options) -> None:

@@ -18,7 +18,10 @@ Schema field numbers used here (tensorflow/lite/schema/schema.fbs):
 
 from __future__ import annotations
 
+import io
 import struct
+import zipfile
+from dataclasses import dataclass
 
 FILE_IDENTIFIER = b"TFL3"
 _MODEL_FIELDS = 8
@@ -235,3 +238,245 @@ def add_tflite_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
     struct.pack_into("<I", front.buf, 0, model_table)
     front.buf[4:8] = FILE_IDENTIFIER
     return bytes(front.buf) + data
+
+
+# --- the standard TFLite Metadata (what MediaPipe Tasks and the TFLite Task Library read) -----
+# The ``TFLITE_METADATA`` entry holds a ``ModelMetadata`` FlatBuffer (tflite-support's
+# metadata_schema.fbs, file identifier "M001"); files it names (labels) are stored in a zip
+# archive appended to the model. Field numbers used here:
+#     ModelMetadata:     0 name, 1 description, 2 version, 3 subgraph_metadata, 4 author,
+#                        5 license, 6 associated_files, 7 min_parser_version
+#     SubGraphMetadata:  0 name, 1 description, 2 input_tensor_metadata, 3 output_tensor_metadata
+#     TensorMetadata:    0 name, 1 description, 2 dimension_names, 3 content, 4 process_units,
+#                        5 stats, 6 associated_files
+#     Content:           0 content_properties_type, 1 content_properties, 2 range
+#     ImageProperties:   0 color_space (1 = RGB), 1 default_size;  ImageSize: 0 width, 1 height
+#     ProcessUnit:       0 options_type (1 = NormalizationOptions), 1 options
+#     NormalizationOptions: 0 mean [float], 1 std [float];  Stats: 0 max [float], 1 min [float]
+#     AssociatedFile:    0 name, 1 description, 2 type (2 = TENSOR_AXIS_LABELS), 3 locale, 4 version
+STANDARD_KEY = "TFLITE_METADATA"
+STANDARD_IDENTIFIER = b"M001"
+# The oldest metadata parser that reads every field written here (name/description/version,
+# image properties, normalization, stats, axis labels): the schema's first version.
+MIN_PARSER_VERSION = "1.0.0"
+_COLOR_RGB, _COLOR_GRAY = 1, 2
+_CONTENT_IMAGE = 2
+_UNIT_NORMALIZATION = 1
+_FILE_AXIS_LABELS = 2
+
+
+@dataclass(frozen=True)
+class StandardOutput:
+    """One output tensor in the standard metadata: its name, a description and its labels."""
+
+    name: str
+    description: str = ""
+    labels: tuple[str, ...] = ()
+    labels_file: str = ""  # the associated file the labels are stored in
+
+
+@dataclass(frozen=True)
+class StandardMetadata:
+    """The fields of the standard TFLite ``ModelMetadata`` that edgeseg writes and reads."""
+
+    name: str = ""
+    description: str = ""
+    version: str = ""
+    author: str = ""
+    input_name: str = ""
+    color_space: str = ""  # "RGB", "GRAYSCALE" or "" when the input declares no image properties
+    image_size: tuple[int, int] | None = None  # (height, width) of ImageProperties.default_size
+    # NormalizationOptions, in the input's own pixel range: tensor = (pixel - mean) / std.
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    outputs: tuple[StandardOutput, ...] = ()
+
+
+def build_standard_metadata(meta: StandardMetadata) -> bytes:
+    """The ``ModelMetadata`` FlatBuffer of ``meta`` (written with Google's ``flatbuffers`` builder,
+    which ai-edge-litert installs)."""
+    import flatbuffers
+
+    b = flatbuffers.Builder(1024)
+
+    def string(text: str) -> int | None:
+        return b.CreateString(text) if text else None
+
+    def vector(offsets: list[int]) -> int:
+        b.StartVector(4, len(offsets), 4)
+        for off in reversed(offsets):
+            b.PrependUOffsetTRelative(off)
+        return b.EndVector()
+
+    def floats(values) -> int:
+        b.StartVector(4, len(values), 4)
+        for v in reversed(values):
+            b.PrependFloat32(float(v))
+        return b.EndVector()
+
+    def table(fields: list[tuple[int, str, object]]) -> int:
+        """fields: (slot, kind, value) with kind 'off' (an offset), 'u8', 'i8' or 'u32'."""
+        count = max(slot for slot, _, _ in fields) + 1 if fields else 0
+        b.StartObject(count)
+        for slot, kind, value in fields:
+            if value is None:
+                continue
+            if kind == "off":
+                b.PrependUOffsetTRelativeSlot(slot, value, 0)
+            elif kind == "u8":
+                b.PrependUint8Slot(slot, value, 0)
+            elif kind == "i8":
+                b.PrependInt8Slot(slot, value, 0)
+            else:
+                b.PrependUint32Slot(slot, value, 0)
+        return b.EndObject()
+
+    def labels_file(output: StandardOutput) -> int:
+        name = string(output.labels_file)
+        description = string("Class names of the segmentation output, one per line (line i = class i).")
+        return table([(0, "off", name), (1, "off", description), (2, "i8", _FILE_AXIS_LABELS)])
+
+    # Input tensor: image properties + normalization.
+    content = None
+    if meta.color_space:
+        size = None
+        if meta.image_size is not None:
+            size = table([(0, "u32", int(meta.image_size[1])), (1, "u32", int(meta.image_size[0]))])
+        colour = _COLOR_RGB if meta.color_space == "RGB" else _COLOR_GRAY
+        props = table([(0, "i8", colour), (1, "off", size)])
+        content = table([(0, "u8", _CONTENT_IMAGE), (1, "off", props)])
+    units = None
+    stats = None
+    if meta.mean:
+        norm = table([(0, "off", floats(meta.mean)), (1, "off", floats(meta.std))])
+        units = vector([table([(0, "u8", _UNIT_NORMALIZATION), (1, "off", norm)])])
+        # The tensor's value range for pixels 0..255, per channel.
+        lows = [(0.0 - m) / s for m, s in zip(meta.mean, meta.std)]
+        highs = [(255.0 - m) / s for m, s in zip(meta.mean, meta.std)]
+        stats = table([(0, "off", floats(highs)), (1, "off", floats(lows))])
+    input_tensor = table([
+        (0, "off", string(meta.input_name)),
+        (1, "off", string("Input image: RGB pixels 0..255, normalized as NormalizationOptions says.")),
+        (3, "off", content), (4, "off", units), (5, "off", stats),
+    ])
+    outputs = []
+    for output in meta.outputs:
+        files = vector([labels_file(output)]) if output.labels_file else None
+        outputs.append(table([
+            (0, "off", string(output.name)), (1, "off", string(output.description)), (6, "off", files),
+        ]))
+    subgraph = table([(2, "off", vector([input_tensor])), (3, "off", vector(outputs))])
+    root = table([
+        (0, "off", string(meta.name)), (1, "off", string(meta.description)), (2, "off", string(meta.version)),
+        (3, "off", vector([subgraph])), (4, "off", string(meta.author)),
+        (7, "off", string(MIN_PARSER_VERSION)),
+    ])
+    b.Finish(root, file_identifier=STANDARD_IDENTIFIER)
+    return bytes(b.Output())
+
+
+def add_associated_files(data: bytes, files: dict[str, bytes]) -> bytes:
+    """The model bytes with ``files`` in a zip archive appended (how the standard metadata packs
+    its associated files: the .tflite stays a valid model and is also a zip archive)."""
+    buffer = io.BytesIO()
+    buffer.write(bytes(data))
+    # Stored, not deflated: readers on devices map the labels straight out of the file.
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_STORED) as archive:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # same bytes every run
+            archive.writestr(info, content)
+    return buffer.getvalue()
+
+
+def read_associated_files(data: bytes) -> dict[str, bytes]:
+    """The files of the zip archive appended to a model ({} when there is none)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        return {}
+
+
+def _floats(data: bytes, table: int, field: int) -> tuple[float, ...]:
+    pos = _field_pos(data, table, field)
+    if pos is None:
+        return ()
+    vec = _deref(data, pos)
+    return struct.unpack_from(f"<{_u32(data, vec)}f", data, vec + 4)
+
+
+def _scalar(data: bytes, table: int, field: int, fmt: str, default: int = 0) -> int:
+    pos = _field_pos(data, table, field)
+    return struct.unpack_from(fmt, data, pos)[0] if pos is not None else default
+
+
+def _table(data: bytes, table: int, field: int) -> int | None:
+    pos = _field_pos(data, table, field)
+    return _deref(data, pos) if pos is not None else None
+
+
+def read_standard_metadata(data: bytes) -> StandardMetadata | None:
+    """The standard ``ModelMetadata`` of a TFLite model (labels read from its associated files),
+    or None when the file has no ``TFLITE_METADATA`` entry."""
+    buf = read_tflite_metadata(data).get(STANDARD_KEY)
+    if buf is None:
+        return None
+    if len(buf) < 8 or buf[4:8] != STANDARD_IDENTIFIER:
+        raise TFLiteMetadataError(
+            f"the {STANDARD_KEY} entry is not a ModelMetadata FlatBuffer (identifier "
+            f"{bytes(buf[4:8])!r}, expected {STANDARD_IDENTIFIER!r}); write the metadata again"
+        )
+    try:
+        return _parse_standard(buf, read_associated_files(data))
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise TFLiteMetadataError(f"the {STANDARD_KEY} entry is truncated or corrupt ({exc})") from exc
+
+
+def _parse_standard(buf: bytes, files: dict[str, bytes]) -> StandardMetadata:
+    root = _u32(buf, 0)
+    subgraphs = _table_vector(buf, root, 3)
+    fields: dict = {
+        "name": _string(buf, root, 0) or "",
+        "description": _string(buf, root, 1) or "",
+        "version": _string(buf, root, 2) or "",
+        "author": _string(buf, root, 4) or "",
+    }
+    if not subgraphs:
+        return StandardMetadata(**fields)
+    inputs = _table_vector(buf, subgraphs[0], 2)
+    if inputs:
+        tensor = inputs[0]
+        fields["input_name"] = _string(buf, tensor, 0) or ""
+        content = _table(buf, tensor, 3)
+        if content is not None and _scalar(buf, content, 0, "<B") == _CONTENT_IMAGE:
+            props = _table(buf, content, 1)
+            if props is not None:
+                colour = _scalar(buf, props, 0, "<b")
+                fields["color_space"] = {_COLOR_RGB: "RGB", _COLOR_GRAY: "GRAYSCALE"}.get(colour, "UNKNOWN")
+                size = _table(buf, props, 1)
+                if size is not None:
+                    w, h = _scalar(buf, size, 0, "<I"), _scalar(buf, size, 1, "<I")
+                    fields["image_size"] = (h, w) if h and w else None
+        for unit in _table_vector(buf, tensor, 4):
+            if _scalar(buf, unit, 0, "<B") == _UNIT_NORMALIZATION:
+                options = _table(buf, unit, 1)
+                if options is not None:
+                    fields["mean"], fields["std"] = _floats(buf, options, 0), _floats(buf, options, 1)
+    outputs = []
+    for tensor in _table_vector(buf, subgraphs[0], 3):
+        labels, labels_file = (), ""
+        for f in _table_vector(buf, tensor, 6):
+            if _scalar(buf, f, 2, "<b") == _FILE_AXIS_LABELS:
+                labels_file = _string(buf, f, 0) or ""
+                if labels_file not in files:
+                    raise TFLiteMetadataError(
+                        f"the metadata names the labels file {labels_file!r}, which the model's "
+                        "zip archive does not hold; pack the file with the metadata again"
+                    )
+                text = files[labels_file].decode("utf-8")
+                labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+                break
+        outputs.append(StandardOutput(_string(buf, tensor, 0) or "", _string(buf, tensor, 1) or "",
+                                      labels, labels_file))
+    fields["outputs"] = tuple(outputs)
+    return StandardMetadata(**fields)

@@ -96,7 +96,9 @@ def test_fp16_nhwc_uint8_input_with_preprocessing_inside(target, tmp_path):
 def test_argmax_mask_output(target, tmp_path):
     model = TinySegModel()
     spec = TARGETS[target]
-    converted = convert(model, target, argmax=True, out=tmp_path / f"m{spec.suffixes[0]}").files[0]
+    # NCHW float input on every target (TFLite's default is NHWC uint8: asked for explicitly here).
+    converted = convert(model, target, argmax=True, layout="nchw", include_preprocess=False,
+                        out=tmp_path / f"m{spec.suffixes[0]}").files[0]
     assert read_metadata(converted.path).argmax is True
     assert converted.report.passed
     if not spec.runs_here():
@@ -129,7 +131,8 @@ def test_multidomain_one_file_has_a_named_output_per_domain(target, multidomain_
     domains = [d.name for d in multidomain_model.metadata.domains]
     argmax = target == "openvino"
     converted = convert(
-        multidomain_model, target, input_size=(64, 64), argmax=argmax, out=tmp_path / f"m{spec.suffixes[0]}"
+        multidomain_model, target, input_size=(64, 64), argmax=argmax, layout="nchw", include_preprocess=False,
+        out=tmp_path / f"m{spec.suffixes[0]}",
     ).files[0]
     kind = "mask" if argmax else "logits"
     names = {d: f"{kind}_{d}" for d in domains}
