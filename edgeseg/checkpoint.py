@@ -60,6 +60,13 @@ def read_checkpoint_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any]
     """The build header and metadata of a checkpoint, without reading its tensors."""
     from safetensors import safe_open
 
+    if Path(path).is_dir() or Path(path).suffix in {".pt", ".pth", ".bin", ".ckpt"}:
+        how = (f"`edgeseg import {path}` (a Hugging Face SegFormer folder: config.json + model.safetensors)"
+               if Path(path).is_dir() else f"`edgeseg import {path} --model NAME` (a torchvision-layout state dict)")
+        raise CheckpointError(
+            f"{path} is {'a folder' if Path(path).is_dir() else 'a plain PyTorch state dict'}, not an edgeseg "
+            f"checkpoint. Make one first with {how}, then use the .safetensors it writes"
+        )
     path = _existing(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -70,8 +77,8 @@ def read_checkpoint_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any]
         ) from exc
     if CHECKPOINT_KEY not in meta or METADATA_KEY not in meta:
         raise CheckpointError(
-            f"{path} has no edgeseg header: it holds bare weights. Build the model with "
-            "create_model(...) and call load_weights(model, path) instead"
+            f"{path} has no edgeseg header: it holds bare weights. Make an edgeseg checkpoint of them "
+            f"with `edgeseg import {path} --model NAME` (in Python: create_model(...) then load_weights)"
         )
     header = _parse_header(path, meta[CHECKPOINT_KEY])
     try:

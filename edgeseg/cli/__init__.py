@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "models": "edgeseg.cli.models:models",
     "predict": "edgeseg.cli.predict:predict",
     "convert": "edgeseg.cli.convert:convert",
+    "import": "edgeseg.cli.import_:import_",
     "train": "edgeseg.cli.train:train",
     "qat": "edgeseg.cli.qat:qat",
     "int8-report": "edgeseg.cli.qat:int8_report",
