@@ -28,8 +28,9 @@ def export(graph, files: tuple[Path, ...], options) -> None:
     model.set_rt_info(graph.metadata.to_json(), [METADATA_KEY])
     xml, bin_ = files
     # save_model names the .bin after the .xml; the atomic temp names differ, so save in a
-    # scratch folder beside them and move each file onto its temp path.
-    with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".ov-") as scratch:
+    # scratch folder beside them and move each file onto its temp path. The pid in its name lets
+    # the next run remove it if this one is killed (edgeseg.fileio.remove_stale_temporaries).
+    with tempfile.TemporaryDirectory(dir=xml.parent, prefix=f".ov-{os.getpid()}-") as scratch:
         ov.save_model(model, str(Path(scratch) / "model.xml"), compress_to_fp16=options.precision == "fp16")
         os.replace(Path(scratch) / "model.xml", xml)
         os.replace(Path(scratch) / "model.bin", bin_)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from edgeseg.errors import EdgesegError
 
 
 def _remove(path: Path) -> None:
@@ -32,7 +35,8 @@ def atomic_output(dest: str | os.PathLike[str], *, is_dir: bool = False) -> Iter
     On any exception the temporary file or directory is removed and ``dest`` is left untouched.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(dest.parent)
+    remove_stale_temporaries(dest.parent)
     # A unique name that the writer creates itself, so the file gets the usual permissions
     # (umask), not mkstemp's owner-only 0600: a checkpoint must be readable by the device user.
     tmp = dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
@@ -55,6 +59,79 @@ def atomic_output(dest: str | os.PathLike[str], *, is_dir: bool = False) -> Iter
     except BaseException:
         _remove(tmp)
         raise
+
+
+class OutputPathError(EdgesegError, OSError):
+    """An output path that cannot be written: under a file, in a read-only folder, ..."""
+
+
+def ensure_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` (and its parents) for writing, or raise an :class:`OutputPathError` that
+    says why it cannot be: a file in the way, no permission, a read-only file system."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise OutputPathError(
+            f"cannot write into {folder}: {blocker} is a file, not a folder; choose another output path"
+        ) from exc
+    except NotADirectoryError as exc:
+        blocker = next((p for p in folder.parents if p.exists() and not p.is_dir()), folder)
+        raise OutputPathError(
+            f"cannot write into {folder}: {blocker} is a file, not a folder; choose another output path"
+        ) from exc
+    except OSError as exc:
+        raise OutputPathError(f"cannot create the output folder {folder} ({exc.strerror or exc}); "
+                              "choose a folder you can write to") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"the output folder {folder} is not writable; choose a folder you can write to")
+    return folder
+
+
+# Temporaries this module (and the OpenVINO converter's scratch folders) create: the pid of the
+# writing process is in the name, so a later run can tell a killed writer's leftovers from a
+# live writer's files and remove them.
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$|^\.ov-(\d+)-")
+_cleaned: set[Path] = set()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process (or a pid this OS cannot signal): leave it alone
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries of writers that were killed (SIGKILL, power loss) from ``folder``:
+    hidden ``.NAME.<pid>.<hex>.tmp`` files and folders and ``.ov-<pid>-*`` scratch folders whose
+    process no longer runs on this machine. Once per folder and process (cheap on big folders).
+    Returns what was removed."""
+    folder = Path(folder)
+    key = folder.resolve()
+    if key in _cleaned:
+        return []
+    _cleaned.add(key)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None:
+            continue
+        pid = int(match.group(1) or match.group(2))
+        if not _pid_alive(pid):
+            _remove(Path(entry.path))
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _default_permissions(path: Path) -> None:

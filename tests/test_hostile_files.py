@@ -3,6 +3,14 @@ leftover temporaries, options that do not apply, text reports, and small API edg
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from edgeseg.data.errors import DatasetLayoutError
@@ -40,3 +48,124 @@ def test_plain_list_class_file_is_accepted_with_default_colours(tmp_path):
     (tmp_path / "classes.yaml").write_text("- road\n- car\n- person\n")
     classes, palette = read_class_file(tmp_path)
     assert classes == ("road", "car", "person") and len(palette) == 3 and len(set(palette)) == 3
+
+
+# --- the command line, in process ------------------------------------------------------------------
+def cli(*args: str):
+    """Run ``edgeseg ARGS`` in process; returns typer's result (``exception``: what main() would
+    turn into ``error: ...`` and exit status 2 when it is an EdgesegError)."""
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _typed(result, match: str):
+    from edgeseg.errors import EdgesegError
+
+    assert isinstance(result.exception, EdgesegError), (result.exception, result.output[-2000:])
+    assert re.search(match, str(result.exception)), str(result.exception)
+    return str(result.exception)
+
+
+def _image(path):
+    from PIL import Image
+
+    Image.fromarray(np.full((16, 16, 3), 100, np.uint8)).save(path)
+    return path
+
+
+def test_predict_refuses_outputs_that_collide(tmp_path):
+    a, b = _image(tmp_path / "a.jpg"), _image(tmp_path / "a_overlay.jpg")
+    out = tmp_path / "out"
+    # a.jpg's overlay and a_overlay.jpg's mask are both a_overlay.png: refused before anything runs.
+    _typed(cli("predict", "missing.onnx", str(a), str(b), "--out", str(out), "--overlay"), "would both write")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    _typed(cli("predict", "missing.onnx", str(a), str(_image(sub / "a.png")), "--out", str(out)), "would both write")
+    # An input inside --out that one of the outputs would overwrite.
+    png = _image(tmp_path / "c.png")
+    _typed(cli("predict", "missing.onnx", str(png), "--out", str(tmp_path)), "overwrite the input image")
+    assert not out.exists()
+
+
+def test_predict_and_convert_refuse_unwritable_outputs(tmp_path, monkeypatch):
+    image = _image(tmp_path / "a.jpg")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "masks"):
+        _typed(cli("predict", "missing.onnx", str(image), "--out", str(out)), "is a file, not a folder")
+    _typed(cli("convert", "missing.safetensors", "--target", "onnx", "--out", str(blocker / "m.onnx")),
+           "is a file, not a folder")
+    _typed(cli("convert", "missing.safetensors", "--target", "onnx", "--out", str(tmp_path)), "existing folder")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    _typed(cli("predict", "missing.onnx", str(image), "--out", str(tmp_path / "new")), "Permission denied")
+
+
+@pytest.mark.parametrize("flags", [["--io", "int8"], ["--calibration", "images:x"], ["--keep-float", "head"],
+                                   ["--calib-size", "64"], ["--coreml-mode", "weights", "--gate-images", "8"]])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_int8_options_at_float_precision_are_refused(flags, precision):
+    message = _typed(cli("convert", "missing.safetensors", "--target", "tflite", "--precision", precision, *flags),
+                     "int8 only")
+    assert flags[0] in message
+
+
+# --- temporaries of a killed run --------------------------------------------------------------------
+_WRITER = """
+import sys, time
+from edgeseg.fileio import atomic_output
+with atomic_output(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"half")
+    print(tmp, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
+    from edgeseg.fileio import remove_stale_temporaries, write_text_atomic
+
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path / "m.onnx")], stdout=subprocess.PIPE,
+                            text=True)
+    temp = Path(proc.stdout.readline().strip())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    scratch = tmp_path / f".ov-{proc.pid}-abc"  # the OpenVINO converter's scratch folder
+    scratch.mkdir()
+    (scratch / "model.bin").write_bytes(b"x")
+    live = tmp_path / f".m.onnx.{os.getpid()}.0123456789ab.tmp"  # a live writer's: kept
+    live.write_bytes(b"x")
+    assert temp.exists() and temp.name.startswith(".m.onnx.") and temp.suffix == ".tmp"
+    # A temporary is never taken for a finished file: no backend reads its suffix.
+    import edgeseg.runtime as rt
+
+    with pytest.raises(rt.UnsupportedModelError, match="'.tmp'"):
+        rt.load(temp)
+    write_text_atomic(tmp_path / "other.txt", "done")
+    assert not temp.exists() and not scratch.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "other.txt"])
+    assert remove_stale_temporaries(tmp_path) == []  # once per folder and process
+
+
+# --- text reports ---------------------------------------------------------------------------------
+HOSTILE_NAMES = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "two\nlines", "a|b",
+                 "[link](http://x)", "`code`", "\x1b[31mred", "road_1"]
+
+
+def test_markdown_tables_escape_names_from_files_and_datasets():
+    from edgeseg.validate.report import _markdown_table, md_escape
+
+    rows = [[name, "1.00"] for name in HOSTILE_NAMES]
+    lines = _markdown_table((["class", "IoU %"], rows))
+    assert len(lines) == 2 + len(rows)  # a newline in a name does not start a new row
+    text = "\n".join(lines)
+    assert "<" not in text and ">" not in text and "\x1b" not in text
+    assert "&lt;script&gt;" in text and "\\[link\\]" in text and "\\`code\\`" in text
+    for line in lines[2:]:  # every row keeps its two cells: no unescaped "|" inside a cell
+        assert len(re.findall(r"(?<!\\)\|", line)) == 3
+    assert md_escape("road_1") == "road_1"  # ordinary names unchanged

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from edgeseg.cli.options import parse_size
+from edgeseg.errors import ConfigError
 from edgeseg.cli.qat import (
     ACCURACY_CONTROL, CALIB_SIZE, CALIBRATION, COREML_MODE, GATE_IMAGES, IO, KEEP_FLOAT, MAX_MIOU_DROP, MIN_AGREEMENT,
     quant_options,
@@ -14,6 +15,7 @@ from edgeseg.cli.qat import (
 
 
 def convert(
+    ctx: typer.Context,
     checkpoint: str = typer.Argument(..., help="An edgeseg .safetensors checkpoint."),
     target: str = typer.Option(..., "--target", help="onnx, tflite, coreml or openvino."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (calibrated, accuracy-gated)."),
@@ -45,6 +47,9 @@ def convert(
     """Convert a checkpoint for a target, run the new file against PyTorch, keep it if it matches."""
     from edgeseg.converters import convert as run_convert
 
+    refuse_int8_options(ctx, precision)
+    if out:
+        check_output_file(out)
     result = run_convert(
         checkpoint,
         target,
@@ -62,3 +67,37 @@ def convert(
         names = ", ".join(str(p) for p in (converted.path, *converted.companions))
         typer.echo(f"wrote {names}")
         typer.echo(f"  {converted.report.summary()}")
+
+
+# Options that only mean something to an int8 conversion (calibration, quantizer, accuracy gate).
+_INT8_ONLY = ("calibration", "calib_size", "io", "keep_float", "accuracy_control", "coreml_mode",
+              "max_miou_drop", "min_agreement", "gate_images")
+
+
+def refuse_int8_options(ctx: typer.Context, precision: str) -> None:
+    """Refuse int8-only flags given at fp32/fp16: silently writing a float file would hide that
+    the flag did nothing."""
+    if precision == "int8":
+        return
+    given = [p.opts[0] for p in ctx.command.params if p.name in _INT8_ONLY
+             and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT")]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --precision int8 only "
+            f"(calibration, quantization and its accuracy gate); a {precision} conversion would ignore "
+            f"{'it' if len(given) == 1 else 'them'}. Leave {'it' if len(given) == 1 else 'them'} out, "
+            "or add --precision int8"
+        )
+
+
+def check_output_file(out: str) -> None:
+    """Before minutes of conversion: the --out folder can be written and --out is not a folder
+    (a .mlpackage is one, and is replaced whole)."""
+    from pathlib import Path
+
+    from edgeseg.fileio import OutputPathError, ensure_folder
+
+    path = Path(out)
+    if path.is_dir() and path.suffix != ".mlpackage":
+        raise OutputPathError(f"--out {path} is an existing folder; give a file path such as {path / 'model.onnx'}")
+    ensure_folder(path.parent)

@@ -13,7 +13,7 @@ import numpy as np
 import typer
 
 from edgeseg.errors import ConfigError
-from edgeseg.fileio import atomic_output
+from edgeseg.fileio import atomic_output, ensure_folder
 
 
 def predict(
@@ -31,13 +31,8 @@ def predict(
 
     import edgeseg.runtime as rt
 
-    stems = [image.stem for image in images]
-    repeated = sorted({s for s in stems if stems.count(s) > 1})
-    if repeated:
-        raise ConfigError(
-            f"several images are named {repeated}; their masks would overwrite each other in {out}. "
-            "Run them in separate calls or rename them"
-        )
+    check_output_names(images, out, overlay)
+    ensure_folder(out)  # a file in the way or a read-only folder: said before the model loads
     seg = rt.load(model, backend=backend, threads=threads)
     palette = seg.palette(domain)
     with Progress(transient=True, disable=len(images) < 2) as progress:
@@ -50,6 +45,30 @@ def predict(
                 write_rgb_png(out / f"{path.stem}_overlay.png", seg.overlay(image, mask, alpha, domain=domain))
             progress.advance(task)
     typer.echo(f"wrote {len(images)} mask{'s' if len(images) != 1 else ''} to {out}")
+
+
+def check_output_names(images: list[Path], out: Path, overlay: bool) -> None:
+    """Refuse a run whose outputs would overwrite each other or an input: two images with one
+    stem, ``a.jpg`` + ``a_overlay.jpg`` with --overlay (both write ``a_overlay.png``), or an
+    input image that is itself one of the outputs (``predict m.onnx a.png --out .``). Names are
+    compared case-insensitively, as macOS and Windows file systems do."""
+    owners: dict[str, Path] = {}
+    inputs = {str(p.resolve()).casefold(): p for p in images}
+    for image in images:
+        names = [f"{image.stem}.png"] + ([f"{image.stem}_overlay.png"] if overlay else [])
+        for name in names:
+            target = out / name
+            key = str(target.resolve()).casefold()
+            if key in owners and owners[key] != image:
+                raise ConfigError(
+                    f"{owners[key]} and {image} would both write {target}; run them in separate calls "
+                    "or rename one of them"
+                )
+            if key in inputs:
+                raise ConfigError(
+                    f"writing {target} would overwrite the input image {inputs[key]}; choose another --out folder"
+                )
+            owners[key] = image
 
 
 # --- image files (Pillow), every write atomic -----------------------------------------------

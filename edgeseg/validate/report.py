@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,11 +41,28 @@ def report_dict(validation: ValidationRun | None, timing: BenchRun | None) -> di
     }
 
 
+# Markdown syntax that could turn a class name or a file name from a dataset or a model file into a
+# link, an image, a code span, emphasis or a new table cell; written backslash-escaped. ("_" is
+# left: names such as traffic_light are common, and intraword underscores emphasize nothing.)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|])")
+# C0/C1 control characters (ESC starts terminal escape sequences: the Markdown is printed too).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def md_escape(text: object) -> str:
+    """``text`` safe in Markdown and on a terminal: HTML tags and entities shown as text (``<`` as
+    ``&lt;``), Markdown syntax backslash-escaped, newlines as spaces (a table row stays one line),
+    control characters dropped."""
+    text = _CONTROL.sub("", str(text))
+    text = text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 def _markdown_table(table: Table) -> list[str]:
     headers, rows = table
-    escape = lambda text: text.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(map(escape, headers)) + " |", "|" + "---|" * len(headers)]
-    return lines + ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(md_escape, headers)) + " |", "|" + "---|" * len(headers)]
+    return lines + ["| " + " | ".join(map(md_escape, row)) + " |" for row in rows]
 
 
 def accuracy_markdown(validation: ValidationRun) -> list[str]:
@@ -56,9 +74,9 @@ def accuracy_markdown(validation: ValidationRun) -> list[str]:
         f"{g.describe()}.", "",
     ]
     lines += _markdown_table(accuracy_table(validation)) + [""]
-    lines += [f"- **{n}** ({s}): {r}" for n, s, r in reasons(validation)]
+    lines += [f"- **{md_escape(n)}** ({md_escape(s)}): {md_escape(r)}" for n, s, r in reasons(validation)]
     for domain, table in class_delta_tables(validation).items():
-        lines += ["", f"### Per-class IoU{f' ({domain})' if domain else ''}", ""] + _markdown_table(table)
+        lines += ["", f"### Per-class IoU{f' ({md_escape(domain)})' if domain else ''}", ""] + _markdown_table(table)
     return lines + [""]
 
 
