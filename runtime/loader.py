@@ -58,7 +58,7 @@ def load(
     and refuse it.
     """
     path = Path(path)
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ConfigError(f"threads={threads!r} must be a positive integer, or None for the default")
     name = _backend_name(path, backend)
     _check_file(path, name)
@@ -140,7 +140,7 @@ def _backend_name(path: Path, backend: str | None) -> str:
     suffix = path.suffix.lower()
     if suffix not in SUFFIX_BACKENDS:
         looks = _sniff(path) if path.is_file() else None
-        hint = f" Its content looks like a {looks} file: rename it to {_SUFFIX_OF[looks]}." if looks else ""
+        hint = f" Its content looks like {_article(looks)} file: rename it to {_SUFFIX_OF[looks]}." if looks else ""
         raise UnsupportedModelError(
             f"{path}: no backend reads {suffix or 'files without a suffix'!r} files; known suffixes "
             f"are {sorted(SUFFIX_BACKENDS)}.{hint}"
@@ -191,6 +191,15 @@ def _verify_checksum(path: Path, backend: type[Backend]) -> str | None:
         ) from exc
 
 
+# Formats by backend, for messages about files whose bytes have no magic number to check.
+_FORMAT_NAMES = {"onnxruntime": "ONNX", "coreml": "CoreML"}
+
+
+def _article(name: str) -> str:
+    """``"an ONNX"``, ``"a TFLite"``: the article a format or backend name is read with."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def _check_file(path: Path, backend: str) -> None:
     if not path.exists():
         raise ModelFileNotFoundError(f"model file {path} does not exist")
@@ -204,11 +213,11 @@ def _check_file(path: Path, backend: str) -> None:
     expected = _FORMAT_OF_BACKEND.get(backend)
     if looks is not None and looks != expected:
         raise ModelFileError(
-            f"{path} is named like a {expected or backend} file but its content is a {looks} file; "
+            f"{path} is named like {_article(expected or _FORMAT_NAMES.get(backend, backend))} file but its content is {_article(looks)} file; "
             f"it was renamed: give it the suffix {_SUFFIX_OF[looks]}"
         )
     if expected is not None and looks is None:
         raise ModelFileError(
-            f"{path} does not start like a {expected} file; it is truncated, corrupted or another "
+            f"{path} does not start like {_article(expected)} file; it is truncated, corrupted or another "
             "format renamed: convert or copy it again"
         )

@@ -141,6 +141,11 @@ class SegmentationSession:
         mask = np.asarray(mask)
         if mask.dtype.kind not in "iu" or mask.ndim != 2:
             raise MaskError(f"colorize takes an (H, W) integer class mask, got {mask.dtype} {mask.shape}")
+        if mask.size and mask.dtype.kind == "i" and int(mask.min()) < 0:
+            raise MaskError(
+                f"mask holds class {int(mask.min())}; class ids start at 0 (a negative id would wrap "
+                "to the palette's last colours). Was the mask's ignore value left in it?"
+            )
         if mask.size and int(mask.max()) >= len(palette):
             raise MaskError(
                 f"mask holds class {int(mask.max())} but the palette has {len(palette)} colours; "

@@ -169,3 +169,62 @@ def test_markdown_tables_escape_names_from_files_and_datasets():
     for line in lines[2:]:  # every row keeps its two cells: no unescaped "|" inside a cell
         assert len(re.findall(r"(?<!\\)\|", line)) == 3
     assert md_escape("road_1") == "road_1"  # ordinary names unchanged
+
+
+# --- small edges ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory):
+    """A 4-class ONNX file with metadata (the two-convolution graph: exported in a second)."""
+    from test_runtime_files import SIZE, export_onnx, two_conv_model
+
+    import torch
+
+    from edgeseg.metadata import ModelMetadata
+
+    model = two_conv_model()
+    meta = ModelMetadata(model="two_conv", classes=("a", "b", "c", "d"), input_size=SIZE)
+    path = tmp_path_factory.mktemp("onnx") / "two_conv.onnx"
+    return export_onnx(model, torch.randn(1, 3, *SIZE), path, meta)
+
+
+def test_colorize_refuses_negative_class_ids(onnx_file):
+    import edgeseg.runtime as rt
+
+    seg = rt.load(onnx_file, threads=1)
+    mask = np.zeros((4, 4), np.int32)
+    assert seg.colorize(mask).shape == (4, 4, 3)
+    mask[0, 0] = -1  # would index the palette's last colour
+    with pytest.raises(rt.MaskError, match="class -1"):
+        seg.colorize(mask)
+
+
+def test_threads_true_is_refused(onnx_file):
+    import edgeseg.runtime as rt
+    from edgeseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="threads=True"):
+        rt.load(onnx_file, threads=True)
+
+
+def test_forced_backend_on_another_format_names_it_with_the_right_article(onnx_file, tmp_path):
+    import edgeseg.runtime as rt
+
+    tflite_bytes = b"\x1c\x00\x00\x00TFL3" + bytes(64)
+    (tmp_path / "m.onnx").write_bytes(tflite_bytes)
+    with pytest.raises(rt.ModelFileError) as info:
+        rt.load(tmp_path / "m.onnx")
+    assert "like an ONNX file" in str(info.value) and "is a TFLite file" in str(info.value)
+    with pytest.raises(rt.ModelFileError, match="like an ONNX file but its content is an OpenVINO IR file"):
+        (tmp_path / "m.xml").write_text('<?xml version="1.0"?><net></net>')
+        rt.load(tmp_path / "m.xml", backend="onnx")
+
+
+def test_demo_source_that_opens_but_gives_no_frame_is_a_source_error(tmp_path):
+    from edgeseg.demo.errors import SourceError
+    from edgeseg.demo.sources import open_source
+
+    pattern = tmp_path / "frame_%03d.png"  # OpenCV opens it as an image sequence with no image
+    pattern.write_bytes(b"")
+    with pytest.raises(SourceError, match="delivered no frame"):
+        with open_source(str(pattern)) as frames:
+            list(frames)

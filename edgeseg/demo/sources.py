@@ -125,6 +125,9 @@ class FrameSource:
         while self._capture is not None:
             ok, image = self._capture.read()
             if not ok or image is None:
+                if index == 0:  # opened, but nothing in it: not a video (or an image pattern) at all
+                    why = self._open_failure().split(": ", 1)[-1]
+                    raise SourceError(f"{self.kind} {self.target} opened but delivered no frame: {why}")
                 return  # end of stream (a camera that stops delivering ends the demo too)
             yield Frame(index, time.monotonic(), _as_bgr(image, f"{self.kind} {self.target} frame {index}"))
             index += 1
