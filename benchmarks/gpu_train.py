@@ -75,6 +75,65 @@ def ceiling(name: str, batch: int, steps: int, compiled: bool) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
+def profile_step(name: str, batch: int, steps: int = 5, device: str = "cuda", size=SIZE) -> dict:
+    """What bounds one training step: torch.profiler over ``steps`` eager steps (after warm-up).
+
+    ``gpu_busy``: summed kernel time / wall time (near 1: the GPU computes; low: the host cannot
+    launch kernels fast enough, or waits); ``kernels_per_step``; the top operators by self device
+    time and by self CPU time.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    on_gpu = device == "cuda"
+    model = create_model(name, num_classes=NUM_CLASSES).to(device).train()
+    if on_gpu:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.randn(batch, 3, *size, device=device)
+    y = torch.randint(0, NUM_CLASSES, (batch, *size), device=device)
+
+    def step() -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=on_gpu):
+            logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.float(), y, ignore_index=255)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def sync() -> None:
+        if on_gpu:
+            torch.cuda.synchronize()
+
+    for _ in range(3):
+        step()
+    sync()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync()
+    wall_us = (time.perf_counter() - start) * 1e6
+    events = prof.key_averages()
+
+    def device_us(e) -> float:
+        return float(getattr(e, "self_device_time_total", 0.0) or getattr(e, "self_cuda_time_total", 0.0) or 0.0)
+
+    kernels = [e for e in prof.events() if on_gpu and getattr(e, "device_type", None) is not None
+               and str(e.device_type).endswith("CUDA")]
+    # Device-side events (kernels, memcpys) carry their own time range; overlaps (several
+    # streams) would count twice, which a single-stream training step does not have.
+    busy_us = sum(e.time_range.elapsed_us() for e in kernels) if kernels else sum(device_us(e) for e in events)
+    top = lambda key: [{"op": e.key, "ms_per_step": round(key(e) / 1e3 / steps, 3), "calls_per_step": e.count // steps}
+                       for e in sorted(events, key=key, reverse=True)[:10]]
+    return {"wall_ms_per_step": round(wall_us / 1e3 / steps, 2),
+            "gpu_busy": round(busy_us / wall_us, 3) if on_gpu else None,
+            "kernels_per_step": len(kernels) // steps if on_gpu else None,
+            "top_device_ops": top(device_us) if on_gpu else [],
+            "top_cpu_ops": top(lambda e: float(e.self_cpu_time_total))}
+
+
 def train_throughput(name: str, batch: int, workers: int, warmup: int, steps: int, compile_mode: str,
                      out: Path) -> dict:
     """edgeseg train's images/s between step ``warmup`` and step ``warmup + steps``."""
@@ -163,6 +222,15 @@ def markdown(results: dict) -> str:
     lines += ["", "images/s. `ceiling`: forward + backward + SGD on batches already on the GPU; `train`: edgeseg "
               "train (eager, its default below 20,000 steps), steady window; `compiled`: both with torch.compile."]
     lines += [f"- {note}" for note in results.get("notes", [])]
+    for name, prof in results.get("profiles", {}).items():
+        lines += ["", f"## Profile: {name} (eager, batch {results['batch']})", "",
+                  f"{prof['wall_ms_per_step']} ms per step; GPU busy {prof['gpu_busy']}; "
+                  f"{prof['kernels_per_step']} kernels per step.", "",
+                  "| top by device time | ms / step | calls / step | top by CPU time | ms / step | calls / step |",
+                  "|---|---:|---:|---|---:|---:|"]
+        for d, c in zip(prof["top_device_ops"] or [{}] * len(prof["top_cpu_ops"]), prof["top_cpu_ops"]):
+            lines.append(f"| {d.get('op', '-')} | {d.get('ms_per_step', '-')} | {d.get('calls_per_step', '-')} | "
+                         f"{c['op']} | {c['ms_per_step']} | {c['calls_per_step']} |")
     if results.get("errors"):
         lines += ["", "## Errors", ""] + [f"- {k}: `{v}`" for k, v in results["errors"].items()]
     if results.get("qat_gate"):
@@ -181,12 +249,14 @@ def main() -> None:
     parser.add_argument("--no-compile-for", nargs="*", default=["mobileformer_lraspp_151m"],
                         help="models measured eager only (compilation time)")
     parser.add_argument("--gate-minutes", type=float, default=1.0)
+    parser.add_argument("--profile", nargs="*", default=["mobileformer_lraspp_151m", "lraspp_mobilenetv3_large"],
+                        help="models whose training step is profiled (what bounds it)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="gpu_train_"))
     results: dict = {"environment": environment(), "batch": args.batch, "workers": args.workers,
-                     "size": list(SIZE), "models": {}, "errors": {}}
+                     "size": list(SIZE), "models": {}, "errors": {}, "profiles": {}}
 
     def save() -> None:
         write_json_atomic(out / "gpu_train.json", results)
@@ -231,6 +301,10 @@ def main() -> None:
         save()
 
     # Most important first: a run cut short by its time limit keeps what it measured.
+    for name in args.profile:
+        prof = attempt(f"{name} profile", profile_step, name, args.batch)
+        if prof:
+            results["profiles"][name] = prof
     for name in [m for m in args.models if m != "mobileformer_lraspp_151m"]:
         measure_model(name)
     if args.gate_minutes > 0:
