@@ -11,6 +11,7 @@ imported when a file that needs it is loaded.
 
 from edgeseg.runtime.errors import (
     BackendUnavailableError,
+    DeviceUnavailableError,
     DomainError,
     ImageChannelsError,
     ImageDtypeError,
@@ -34,6 +35,7 @@ __all__ = [
     "SUFFIX_BACKENDS",
     "BackendUnavailableError",
     "DomainError",
+    "DeviceUnavailableError",
     "ImageChannelsError",
     "ImageDtypeError",
     "ImageError",

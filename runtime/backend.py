@@ -45,6 +45,12 @@ class Backend(ABC):
     checksummed: bool = True
     companions: tuple[str, ...] = ()
 
+    #: What actually runs the graph, in the library's own words (``CPUExecutionProvider``,
+    #: ``GPU.0``, ``XNNPACK``), and what the session should say about it (what ``auto`` picked,
+    #: ops the accelerator left to the CPU where the library tells).
+    device: str = "cpu"
+    device_note: str = ""
+
     path: Path
     input: TensorInfo
     #: Graph inputs in all; the edgeseg contract has exactly one ("image").
@@ -95,6 +101,11 @@ def import_backend_library(module: str, extra: str, what: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise BackendUnavailableError(
+    @classmethod
+    def available_devices(cls) -> list[str]:
+        """The ``device=`` names this install and machine can run (``cpu`` first)."""
+        return ["cpu"]
+
             f"running {what} files needs the {module!r} package, which is not installed ({exc}); "
             f'install it with `pip install "edgeseg[{extra}]"`'
         ) from exc

@@ -34,13 +34,30 @@ def _info(feature) -> TensorInfo:
     raise ModelFileError(f"CoreML feature {feature.name!r} has type {kind}, not an array or image")
 
 
+# load(device=...) -> CoreML compute units; CoreML itself places each op on them.
+COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "npu": "CPU_AND_NE", "auto": "ALL"}
+
+
+def _compute_units(ct, threads: int | None, device: str | None):
+    from edgeseg.runtime.devices import parse_device, unknown_device
+
+    request = parse_device(device)
+    if request is None:
+        return ct.ComputeUnit.CPU_ONLY if threads == 1 else ct.ComputeUnit.ALL
+    name = COMPUTE_UNITS.get(request.name) if request.index is None else None
+    if name is None:
+        raise unknown_device("CoreML", request, list(COMPUTE_UNITS), list(COMPUTE_UNITS))
+    return getattr(ct.ComputeUnit, name)
+
+
 class CoremlBackend(Backend):
     name = "coreml"
     checksummed = False  # a .mlpackage is a directory
     thread_safe = True
     threads_note = "threads=1 restricts CoreML to the CPU; CoreML schedules its own threads"
 
-    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None):
+    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None,
+                 device: str | None = None):
         if platform.system() != "Darwin":
             raise BackendUnavailableError(
                 f"{path} is a CoreML model, and CoreML models only run on macOS (this is "
@@ -53,7 +70,8 @@ class CoremlBackend(Backend):
                 f"threads={threads}: CoreML chooses its own threads; give threads=1 (CPU only) or leave it out"
             )
         ct = import_backend_library("coremltools", "coreml", "CoreML")
-        units = ct.ComputeUnit.CPU_ONLY if threads == 1 else ct.ComputeUnit.ALL
+        units = _compute_units(ct, threads, device)
+        self.device = f"ComputeUnit.{units.name}"
         try:
             self._model = ct.models.MLModel(str(path), compute_units=units)
         except Exception as exc:

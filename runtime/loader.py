@@ -48,6 +48,7 @@ def load(
     backend: str | None = None,
     threads: int | None = None,
     precision: str | None = None,
+    device: str | None = None,
 ) -> SegmentationSession:
     """Open a converted model file (or an edgeseg checkpoint, the PyTorch reference).
 
@@ -55,7 +56,11 @@ def load(
     ``torch``) instead of the one the suffix names. ``threads``: CPU threads the backend may use.
     ``precision``: OpenVINO inference precision (``fp32``/``fp16``/``bf16``; by default every
     file computes at fp32, as the converter verified it); other backends run the file as stored
-    and refuse it.
+    and refuse it. ``device``: where the graph runs (see :mod:`edgeseg.runtime.devices`):
+    ``None``/``"cpu"`` the CPU, ``"auto"`` the best accelerator available, or one by name
+    (``"cuda"``, ``"tensorrt"``, ``"qnn"`` ONNX Runtime providers; ``"gpu"``, ``"npu"`` OpenVINO
+    devices; ``"gpu"``, ``"delegate:/path/lib.so"`` LiteRT delegates). ``seg.device`` says what
+    actually runs it.
     """
     path = Path(path)
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
@@ -64,7 +69,10 @@ def load(
     _check_file(path, name)
     backend_class = _backend_class(name)
     checksum = _verify_checksum(path, backend_class)
-    backend_obj = backend_class(path, threads=threads, precision=precision)
+    if device is not None:
+        backend_obj = backend_class(path, threads=threads, precision=precision, device=device)
+    else:  # backends from elsewhere (tests, plug-ins) may not take device=
+        backend_obj = backend_class(path, threads=threads, precision=precision)
     metadata = read_metadata(backend_obj)
     if integrity.stamped(metadata.checksum) and metadata.checksum != checksum:
         raise ModelFileError(

@@ -33,6 +33,76 @@ _ORT_DTYPES = {
 }
 
 
+# Short device names -> ONNX Runtime execution providers (``--device cuda``).
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "nnapi": "NnapiExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "cann": "CANNExecutionProvider",
+    "vitisai": "VitisAIExecutionProvider",
+    "acl": "ACLExecutionProvider",
+    "armnn": "ArmNNExecutionProvider",
+    "webgpu": "WebGpuExecutionProvider",
+}
+# What ``auto`` tries, best first. CUDA before TensorRT: TensorRT builds an engine for minutes on
+# a first load. Providers that run on the CPU anyway (OpenVINO's default, XNNPACK) are not picked.
+AUTO_ORDER = ("cuda", "tensorrt", "rocm", "migraphx", "dml", "coreml", "qnn", "nnapi", "cann", "vitisai")
+# Providers with a device id option (``cuda:1``).
+_DEVICE_ID = {"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
+              "MIGraphXExecutionProvider", "DmlExecutionProvider"}
+# Listed by every build but not a local processor.
+_NOT_LOCAL = {"AzureExecutionProvider"}
+
+
+def _short(provider: str) -> str:
+    return next((k for k, v in PROVIDERS.items() if v == provider), provider)
+
+
+def _providers(ort, device: str | None) -> tuple[list, str]:
+    """(providers for InferenceSession, the note on the choice) for ``load(device=...)``."""
+    from edgeseg.runtime.devices import AUTO, auto_note, parse_device, unavailable_device, unknown_device
+
+    request = parse_device(device)
+    offered = [p for p in ort.get_available_providers() if p not in _NOT_LOCAL]
+    names = [_short(p) for p in offered]
+    if request is None or request.is_cpu:
+        return ["CPUExecutionProvider"], ""
+    if request.name == AUTO:
+        for short in AUTO_ORDER:
+            if PROVIDERS[short] in offered:
+                return [PROVIDERS[short], "CPUExecutionProvider"], auto_note(PROVIDERS[short], names)
+        return ["CPUExecutionProvider"], auto_note("cpu", names)
+    by_full_name = {v.lower(): v for v in PROVIDERS.values()} | {p.lower(): p for p in offered}
+    provider = PROVIDERS.get(request.name) or by_full_name.get(request.name)
+    if provider is None:
+        raise unknown_device("ONNX Runtime", request, ["auto", *PROVIDERS], names)
+    if provider not in offered:
+        raise unavailable_device(
+            "ONNX Runtime", request, names,
+            f"this onnxruntime build has no {provider}; GPU and NPU providers come in other builds "
+            "such as onnxruntime-gpu, onnxruntime-qnn, onnxruntime-openvino",
+        )
+    options = dict(request.options)
+    if request.index is not None:
+        if provider not in _DEVICE_ID or not request.index.isdigit():
+            raise unknown_device("ONNX Runtime", request, ["auto", *PROVIDERS], names)
+        options["device_id"] = request.index
+    return [(provider, options), "CPUExecutionProvider"], ""
+
+
+def _provider_name(entry) -> str:
+    return entry[0] if isinstance(entry, tuple) else entry
+
+
 def _info(node) -> TensorInfo:
     shape = tuple(d if isinstance(d, int) else -1 for d in node.shape)
     return TensorInfo(node.name, shape, np.dtype(_ORT_DTYPES.get(node.type, np.float32)))
@@ -43,7 +113,8 @@ class OnnxBackend(Backend):
     thread_safe = True
     threads_note = "intra-op threads of the ONNX Runtime session"
 
-    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None):
+    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None,
+                 device: str | None = None):
         refuse_precision(self.name, precision)
         ort = import_backend_library("onnxruntime", "runtime-onnx", "ONNX")
         options = ort.SessionOptions()
@@ -51,15 +122,36 @@ class OnnxBackend(Backend):
         if threads is not None:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: warnings about unused initializers are noise
+        providers, self.device_note = _providers(ort, device)
         try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own types for every parse/validation failure
+            if len(providers) > 1:
+                from edgeseg.runtime.devices import parse_device, unavailable_device
+
+                raise unavailable_device(
+                    "ONNX Runtime", parse_device(device or "auto"), OnnxBackend.available_devices(),
+                    f"{_provider_name(providers[0])} failed to start: {type(exc).__name__}: {exc}",
+                ) from exc
             raise ModelFileError(
                 f"{path} could not be loaded by ONNX Runtime ({type(exc).__name__}: {exc}). The file "
                 "is truncated, corrupted or not an ONNX model: convert or copy it again"
             ) from exc
+        wanted = _provider_name(providers[0])
+        running = self._session.get_providers()
+        if wanted not in running:
+            # ONNX Runtime falls back to the CPU with a log line when a provider's libraries
+            # (CUDA, cuDNN, TensorRT) are missing: say so instead of timing the CPU as the GPU.
+            from edgeseg.runtime.devices import parse_device, unavailable_device
+
+            raise unavailable_device(
+                "ONNX Runtime", parse_device(device or "auto"), [_short(p) for p in running],
+                f"{wanted} is in this build but did not start (missing driver or libraries?)",
+            )
+        self.device = wanted
+        if wanted != "CPUExecutionProvider":
+            fallback = "ops it does not take run on CPUExecutionProvider"
+            self.device_note = f"{self.device_note}; {fallback}" if self.device_note else fallback
         self.path = path
         inputs = self._session.get_inputs()
         require_graph_io(path, len(inputs), len(self._session.get_outputs()))
@@ -71,6 +163,11 @@ class OnnxBackend(Backend):
             o.type in known for o in self._session.get_outputs()
         )
         self._local = threading.local()
+
+    @classmethod
+    def available_devices(cls) -> list[str]:
+        ort = import_backend_library("onnxruntime", "runtime-onnx", "ONNX")
+        return [_short(p) for p in ort.get_available_providers() if p not in _NOT_LOCAL]
 
     def metadata_json(self) -> str | None:
         try:  # pybind decodes every entry of the map as UTF-8

@@ -21,6 +21,7 @@ from edgeseg.metadata import METADATA_KEY
 from edgeseg.runtime.backend import (
     Backend, TensorInfo, import_backend_library, require_graph_io, undecodable_metadata,
 )
+from edgeseg.runtime.devices import AUTO, auto_note, parse_device, unavailable_device, unknown_device
 from edgeseg.runtime.errors import ConfigError, ModelFileError, ModelFileNotFoundError
 
 # load(precision=...) -> OpenVINO INFERENCE_PRECISION_HINT.
@@ -48,13 +49,68 @@ def _precision_hint(precision: str | None) -> str:
     return PRECISION_HINTS[precision]
 
 
+# What ``device="auto"`` tries, best first (then the CPU).
+AUTO_ORDER = ("GPU", "NPU")
+
+
+def _available(core) -> list[str]:
+    """``core.available_devices`` as device names (lower case, the CPU first)."""
+    names = [d.lower() for d in core.available_devices]
+    return sorted(names, key=lambda n: n != "cpu")
+
+
+def _device(core, device: str | None) -> tuple[str, str]:
+    """(the OpenVINO device name to compile for, the note on the choice)."""
+    request = parse_device(device)
+    if request is None or request.is_cpu:
+        return "CPU", ""
+    devices = list(core.available_devices)  # "CPU", "GPU", "GPU.0", "GPU.1", "NPU"
+    available = _available(core)
+    if request.name == AUTO:
+        for family in AUTO_ORDER:
+            found = [d for d in devices if d.split(".")[0] == family]
+            if found:
+                return found[0], auto_note(found[0], available)
+        return "CPU", auto_note("cpu", available)
+    families = {"CPU", "GPU", "NPU"} | {d.split(".")[0] for d in devices}
+    name = request.name.upper()
+    if name not in families:
+        raise unknown_device("OpenVINO", request, ["auto", *sorted(f.lower() for f in families)], available)
+    wanted = f"{name}.{request.index}" if request.index is not None else name
+    if wanted in devices or (request.index is None and any(d.split(".")[0] == name for d in devices)):
+        return wanted, ""
+    if request.index == "0" and name in devices:
+        return name, ""  # a single GPU is listed as "GPU"
+    raise unavailable_device(
+        "OpenVINO", request, available, "no such device in ov.Core().available_devices; GPU and NPU need "
+        "their drivers (intel-opencl-icd, the NPU driver)",
+    )
+
+
+def _config(core, target: str, threads, hint: str, precision, request) -> dict:
+    """Compile config for ``target``: only the properties that device supports (an NPU takes no
+    thread count), plus the request's own options."""
+    supported = core.get_property(target, "SUPPORTED_PROPERTIES")
+    config = {}
+    if threads is not None and "INFERENCE_NUM_THREADS" in supported:
+        config["INFERENCE_NUM_THREADS"] = threads
+    if "INFERENCE_PRECISION_HINT" in supported:
+        config["INFERENCE_PRECISION_HINT"] = hint
+    elif precision is not None:
+        raise ConfigError(f"precision={precision!r}: OpenVINO's {target} takes no precision hint; leave it out")
+    if request is not None:
+        config.update(request.options)
+    return config
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
     thread_safe = True
     threads_note = "INFERENCE_NUM_THREADS of the compiled OpenVINO model"
     companions = (".bin",)  # the weights
 
-    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None):
+    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None,
+                 device: str | None = None):
         hint = _precision_hint(precision)  # a bad value is refused before OpenVINO reads anything
         weights = path.with_suffix(self.companions[0])
         if not weights.is_file():
@@ -65,6 +121,7 @@ class OpenVinoBackend(Backend):
         ov = import_backend_library("openvino", "runtime-openvino", "OpenVINO")
         self.path = path
         core = ov.Core()
+        target, self.device_note = _device(core, device)
         try:
             model = core.read_model(str(path), str(weights))
         except Exception as exc:
@@ -79,21 +136,29 @@ class OpenVinoBackend(Backend):
         except UnicodeDecodeError as exc:
             raise undecodable_metadata(path, exc) from exc
         require_graph_io(path, len(model.inputs), len(model.outputs))
-        config = {}
-        if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = threads
-        config["INFERENCE_PRECISION_HINT"] = hint
+        config = _config(core, target, threads, hint, precision, parse_device(device))
         try:
-            self._compiled = core.compile_model(model, "CPU", config)
+            self._compiled = core.compile_model(model, target, config)
         except Exception as exc:
+            if target != "CPU":
+                raise unavailable_device(
+                    "OpenVINO", parse_device(device), self.available_devices(),
+                    f"compiling for {target} failed: {type(exc).__name__}: {exc}",
+                ) from exc
             raise ModelFileError(
                 f"{path} could not be compiled by OpenVINO for CPU ({type(exc).__name__}: {exc}); "
                 "the .bin may be truncated or from another model: convert again"
             ) from exc
+        self.device = ", ".join(self._compiled.get_property("EXECUTION_DEVICES")) or target
         self.input_count = len(self._compiled.inputs)
         self.input = _info(self._compiled.inputs[0])
         self.outputs = {info.name: info for info in map(_info, self._compiled.outputs)}
         self._local = threading.local()
+
+    @classmethod
+    def available_devices(cls) -> list[str]:
+        ov = import_backend_library("openvino", "runtime-openvino", "OpenVINO")
+        return _available(ov.Core())
 
     def metadata_json(self) -> str | None:
         return self._metadata

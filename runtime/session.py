@@ -73,10 +73,24 @@ class SegmentationSession:
         return np.asarray(colours, np.uint8)
 
     def describe(self) -> str:
+    @property
+    def device(self) -> str:
+        """What runs the graph, in the backend library's words (``CPUExecutionProvider``,
+        ``GPU.0``, ``cpu (XNNPACK)``)."""
+        return self.backend.device
+
+    @property
+    def device_note(self) -> str:
+        """What ``device="auto"`` picked and which ops an accelerator left to the CPU, where the
+        backend tells; "" when there is nothing to say."""
+        return self.backend.device_note
+
         m = self.metadata
         h, w = m.input_size
         return (
-            f"{m.model} on {self.backend.name} ({self.backend.path.name}): {h}x{w} {m.layout} "
+        note = f" [{self.backend.device_note}]" if self.backend.device_note else ""
+            f"{m.model} on {self.backend.name} ({self.backend.path.name}), device {self.backend.device}{note}: "
+            f"{h}x{w} {m.layout} "
             f"{m.precision}, resize={m.resize}, preprocess {'in graph' if m.include_preprocess else 'in numpy'}, "
             f"argmax {'in graph' if m.argmax else 'in numpy'}, threads: {self.backend.threads_note}, "
             f"checksum {'verified at load' if stamped(m.checksum) else 'not recorded in the file'}"

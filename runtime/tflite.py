@@ -22,9 +22,13 @@ _INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interprete
 
 
 def _interpreter_class():
+    return _interpreter_module().Interpreter
+
+
+def _interpreter_module():
     for module in _INTERPRETER_MODULES:
         try:
-            return importlib.import_module(module).Interpreter
+            return importlib.import_module(module)
         except ImportError:
             continue
     raise BackendUnavailableError(
@@ -46,18 +50,88 @@ def _info(name: str, detail: dict) -> TensorInfo:
     )
 
 
+# The GPU delegate's library as Linux and Android builds name it (not in the pip wheel; built
+# from the LiteRT sources or shipped by a device's vendor image).
+GPU_DELEGATE_LIBRARIES = ("libtensorflowlite_gpu_delegate.so", "libtensorflowlite_gpu_gl.so")
+
+
+def _load_delegate(module, library: str, options: dict | None = None):
+    """``load_delegate``, with the library opened by ctypes first: a library that does not open
+    gives its reason (OSError) without LiteRT's half-made Delegate object printing a traceback."""
+    import ctypes
+
+    ctypes.CDLL(library)
+    return module.load_delegate(library, options)
+
+
+def _gpu_delegate(module):
+    """The GPU delegate, or the reason it cannot load."""
+    errors = []
+    for library in GPU_DELEGATE_LIBRARIES:
+        try:
+            return _load_delegate(module, library), ""
+        except (ValueError, OSError, RuntimeError) as exc:
+            errors.append(str(exc))
+    return None, "no GPU delegate library loads: " + "; ".join(errors)
+
+
+def _delegates(module, device: str | None) -> tuple[list, str, str]:
+    """(delegates for the interpreter, the device name, the note on the choice)."""
+    from edgeseg.runtime.devices import AUTO, auto_note, parse_device, unavailable_device, unknown_device
+
+    request = parse_device(device)
+    if request is None or request.is_cpu:
+        return [], "cpu (XNNPACK)", ""
+    if request.name == AUTO:
+        delegate, _ = _gpu_delegate(module)
+        if delegate is not None:
+            return [delegate], "gpu delegate", auto_note("the GPU delegate", ["cpu", "gpu"])
+        return [], "cpu (XNNPACK)", auto_note("cpu", ["cpu"])
+    if request.name == "gpu" and request.index is None:
+        delegate, why = _gpu_delegate(module)
+        if delegate is None:
+            raise unavailable_device(
+                "LiteRT", request, TfliteBackend.available_devices(),
+                f"{why}; give the library by path with delegate:/path/libtensorflowlite_gpu_delegate.so",
+            )
+        return [delegate], "gpu delegate", ""
+    if request.name == "delegate":
+        try:
+            delegate = _load_delegate(module, request.index, request.options)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise unavailable_device("LiteRT", request, TfliteBackend.available_devices(),
+                                     f"the delegate library did not load: {exc}") from exc
+        return [delegate], f"delegate {Path(request.index).name}", ""
+    raise unknown_device("LiteRT", request, ["cpu", "gpu", "auto", "delegate:/path/lib.so"],
+                         TfliteBackend.available_devices())
+
+
+def _cpu_ops(interpreter) -> list[str]:
+    """Ops a delegate left to the CPU kernels: the execution plan lists what a delegate took as
+    DELEGATE nodes and every other op by its own name."""
+    try:
+        ops = interpreter._get_ops_details()
+    except Exception:  # a private API: tell nothing rather than fail the load
+        return []
+    return [op.get("op_name", "?") for op in ops if "DELEGATE" not in str(op.get("op_name", "")).upper()]
+
+
 class TfliteBackend(Backend):
     name = "litert"
     thread_safe = False
     threads_note = "num_threads of the LiteRT interpreter (XNNPACK)"
 
-    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None):
+    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None,
+                 device: str | None = None):
         refuse_precision(self.name, precision)
-        interpreter_class = _interpreter_class()
+        module = _interpreter_module()
+        delegates, self.device, self.device_note = _delegates(module, device)
         self.path = path
         self._bytes = path.read_bytes()
         try:
-            self._interpreter = interpreter_class(model_content=self._bytes, num_threads=threads)
+            self._interpreter = module.Interpreter(
+                model_content=self._bytes, num_threads=threads, experimental_delegates=delegates or None
+            )
             self._interpreter.allocate_tensors()
             # Reading tensor names decodes strings from the file: damage surfaces here too.
             self._read_tensors()
@@ -66,6 +140,20 @@ class TfliteBackend(Backend):
                 f"{path} could not be loaded by LiteRT ({type(exc).__name__}: {exc}). The file is "
                 "truncated, corrupted or not a TFLite model: convert or copy it again"
             ) from exc
+        if delegates:
+            self._note_cpu_ops()
+
+    @classmethod
+    def available_devices(cls) -> list[str]:
+        delegate, _ = _gpu_delegate(_interpreter_module())
+        return ["cpu", *(["gpu"] if delegate is not None else []), "delegate:/path/lib.so"]
+
+    def _note_cpu_ops(self) -> None:
+        cpu_ops = _cpu_ops(self._interpreter)
+        if cpu_ops:
+            names = sorted(set(cpu_ops))
+            note = f"{len(cpu_ops)} op(s) not delegated, run on the CPU: {', '.join(names[:8])}"
+            self.device_note = f"{self.device_note}; {note}" if self.device_note else note
 
     def _read_tensors(self) -> None:
         inputs = self._interpreter.get_input_details()

@@ -22,9 +22,12 @@ class TorchBackend(Backend):
     thread_safe = True
     threads_note = "torch.set_num_threads (process-wide)"
 
-    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None):
+    def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None,
+                 device: str | None = None):
         refuse_precision(self.name, precision)
         self._torch = import_backend_library("torch", "torch", "PyTorch checkpoint")
+        self._device = self._pick_device(device)
+        self.device = str(self._device)
         from edgeseg.checkpoint import load_model
         from edgeseg.errors import CheckpointError
 
@@ -34,6 +37,7 @@ class TorchBackend(Backend):
             self._model = load_model(path)
         except CheckpointError as exc:
             raise ModelFileError(f"{exc}") from exc
+        self._model.to(self._device)
         self.path = path
         metadata = self._model.metadata
         h, w = metadata.input_size
@@ -48,6 +52,23 @@ class TorchBackend(Backend):
             name: TensorInfo(name, (1, k, h, w), np.dtype(np.float32)) for name, k in heads
         }
 
+    def _pick_device(self, device: str | None):
+        from edgeseg.runtime.devices import AUTO, auto_note, parse_device, unavailable_device, unknown_device
+
+        request = parse_device(device)
+        cuda = self._torch.cuda.is_available()
+        available = ["cpu", *(["cuda"] if cuda else [])]
+        if request is None or request.is_cpu:
+            return self._torch.device("cpu")
+        if request.name == AUTO:
+            self.device_note = auto_note("cuda" if cuda else "cpu", available)
+            return self._torch.device("cuda" if cuda else "cpu")
+        if request.name != "cuda" or (request.index is not None and not request.index.isdigit()):
+            raise unknown_device("PyTorch", request, ["cpu", "cuda", "cuda:N", "auto"], available)
+        if not cuda:
+            raise unavailable_device("PyTorch", request, available, "torch.cuda.is_available() is False")
+        return self._torch.device(f"cuda:{request.index or 0}")
+
     def metadata_json(self) -> str | None:
         # The checkpoint's metadata describes the PyTorch model: NCHW, normalized float input,
         # logits out, whatever layout or argmax a converted file of it may use.
@@ -61,8 +82,8 @@ class TorchBackend(Backend):
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         with self._torch.inference_mode():
-            x = self._torch.from_numpy(tensor)
+            x = self._torch.from_numpy(tensor).to(self._device)
             if self._domains:
                 all_logits = self._model.forward_all(x)
-                return {f"logits_{d}": t.numpy() for d, t in zip(self._domains, all_logits)}
-            return {"logits": self._model(x).numpy()}
+                return {f"logits_{d}": t.cpu().numpy() for d, t in zip(self._domains, all_logits)}
+            return {"logits": self._model(x).cpu().numpy()}

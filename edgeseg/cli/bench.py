@@ -21,6 +21,8 @@ def bench(
     image: Optional[str] = typer.Option(None, "--image", help="Time on this image instead of a random one."),  # noqa: UP007
     cold_start: bool = typer.Option(True, "--cold-start/--no-cold-start", help="Measure cold start and peak RSS in a fresh process per file."),
     report: Optional[str] = typer.Option(None, "--report", help="Folder for report.json/.md/.html."),  # noqa: UP007
+    device: Optional[str] = DEVICE,  # noqa: UP007
+    as_json: bool = JSON,
 ) -> None:
     """p50/p90/p99/mean of the model call and of the full predict, load time, throughput, peak RSS."""
     from edgeseg.validate.bench import MEASURED
@@ -30,11 +32,15 @@ def bench(
     timing = run_bench(
         models, threads=threads, warmup=warmup, runs=runs,
         input_size=parse_size(input_size) if input_size else None, image=image, cold_start=cold_start,
-        progress=lambda text: typer.echo(text, err=True),
+        progress=lambda text: typer.echo(text, err=True), device=device,
     )
-    typer.echo("\n".join(latency_markdown(timing)))
     if report:
         files = write_report(report, bench=timing)
-        typer.echo(f"report: {files.html} ({files.json.name}, {files.markdown.name})")
+    if as_json:
+        print_json(timing.to_dict())
+    else:
+        typer.echo("\n".join(latency_markdown(timing)))
+    if report:
+        typer.echo(f"report: {files.html} ({files.json.name}, {files.markdown.name})", err=as_json)
     if any(r.status != MEASURED for r in timing.files):
         raise typer.Exit(1)

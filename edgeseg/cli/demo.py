@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from edgeseg.cli.options import DEVICE
+
 
 def demo(
     model: str = typer.Option(..., "--model", help="A converted file (.onnx, .tflite, .xml, .mlpackage) or a .safetensors checkpoint."),
@@ -19,6 +21,7 @@ def demo(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the backend."),  # noqa: UP007
     backend: Optional[str] = typer.Option(None, "--backend", help="Force a backend instead of the file suffix's."),  # noqa: UP007
     summary_json: Optional[str] = typer.Option(None, "--summary-json", help="Also write the summary as JSON here."),  # noqa: UP007
+    device: Optional[str] = DEVICE,  # noqa: UP007
 ) -> None:
     """Overlay the class mask, legend and FPS / latency on every frame; print a summary at the end.
 
@@ -36,7 +39,7 @@ def demo(
     options = DemoOptions(out=out, show=window, domain=domain, alpha=alpha,
                           smooth=smooth, max_frames=max_frames)
     options.check()
-    with rt.load(model, backend=backend, threads=threads) as session, open_source(source) as frames:
+    with rt.load(model, backend=backend, threads=threads, device=device) as session, open_source(source) as frames:
         typer.echo(f"{session.describe()}\nsource: {frames.kind} {frames.target}", err=True)
         summary = run_demo(session, frames, options)
     typer.echo("\n".join(summary.lines()))

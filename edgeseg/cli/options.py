@@ -4,7 +4,41 @@ from __future__ import annotations
 
 import re
 
+import typer
+
 from edgeseg.errors import ConfigError
+
+# --device on predict, bench, validate and demo (edgeseg.runtime.load(device=...)).
+DEVICE = typer.Option(
+    None, "--device",
+    help="Where the model runs: cpu (the default), auto (the best accelerator available; says which), "
+    "an ONNX Runtime provider (cuda, cuda:1, tensorrt, coreml, qnn, openvino, ...), an OpenVINO device "
+    "(gpu, gpu.1, npu), a LiteRT delegate (gpu, delegate:/path/libdelegate.so).",
+)
+# --json on predict, bench and validate: stdout is one JSON document and nothing else.
+JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout (messages go to stderr).")
+
+
+def say(text: str) -> None:
+    """A message for the person at the terminal: stderr, so stdout stays the command's result."""
+    typer.echo(text, err=True)
+
+
+def print_json(data) -> None:
+    """``data`` as one JSON document on stdout (NaN/inf, which JSON lacks, as null)."""
+    import json
+    import math
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    typer.echo(json.dumps(clean(data), indent=2, allow_nan=False, default=str))
 
 
 def parse_size(text: str) -> tuple[int, int]:

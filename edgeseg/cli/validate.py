@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from edgeseg.cli.options import parse_size
+from edgeseg.cli.options import DEVICE, JSON, parse_size, print_json
 
 EXIT_FAILED = 1
 EXIT_NOT_VERIFIED = 3
@@ -18,7 +18,10 @@ EXIT_NOT_VERIFIED = 3
 
 def validate(
     models: List[str] = typer.Argument(..., help="Converted files (.onnx, .tflite, .xml, .mlpackage, .safetensors)."),  # noqa: UP006
-    reference: str = typer.Option(..., "--reference", help="The edgeseg .safetensors checkpoint they came from."),
+    reference: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--reference", help="The edgeseg .safetensors checkpoint they came from (needs PyTorch). "
+        "Left out: each file is scored against the labels only, without gates (no PyTorch needed).",
+    ),
     data: List[str] = typer.Option(  # noqa: UP006
         ["synthetic:val"], "--data",
         help="[DOMAIN=]SPEC[:SPLIT]: synthetic:val, folder:PATH, cityscapes:PATH. Repeat for one per domain.",
@@ -37,27 +40,34 @@ def validate(
     bench: bool = typer.Option(False, "--bench", help="Also time every file (for the accuracy-vs-latency plot)."),
     runs: int = typer.Option(20, "--runs", help="With --bench: timed runs per file."),
     warmup: int = typer.Option(3, "--warmup", help="With --bench: untimed warm-up runs per file."),
+    device: Optional[str] = DEVICE,  # noqa: UP007
+    as_json: bool = JSON,
 ) -> None:
     """Score each file and the reference on the same images; fail if a file breaks a gate."""
     from edgeseg.validate import Gates
     from edgeseg.validate import validate as run_validation
-    from edgeseg.validate.report import accuracy_markdown, latency_markdown, write_report
+    from edgeseg.validate.report import accuracy_markdown, latency_markdown, report_dict, write_report
 
     gates = Gates(max_miou_drop, min_agreement, per_class_gate)
     options = {"size": parse_size(size)} if size else None
     say = lambda text: typer.echo(text, err=True)  # noqa: E731
     run = run_validation(
-        models, reference, data, gates=gates, limit=limit, data_options=options, threads=threads, progress=say
+        models, reference, data, gates=gates, limit=limit, data_options=options, threads=threads, progress=say,
+        device=device,
     )
     timing = None
     if bench:
         from edgeseg.validate.bench import bench as run_bench
 
-        timing = run_bench(models, threads=threads, warmup=warmup, runs=runs, progress=say)
-    typer.echo("\n".join(accuracy_markdown(run) + (latency_markdown(timing) if timing else [])))
+        timing = run_bench(models, threads=threads, warmup=warmup, runs=runs, progress=say, device=device)
     if report:
         files = write_report(report, validation=run, bench=timing)
-        typer.echo(f"report: {files.html} ({files.json.name}, {files.markdown.name})")
+    if as_json:
+        print_json(report_dict(run, timing))
+    else:
+        typer.echo("\n".join(accuracy_markdown(run) + (latency_markdown(timing) if timing else [])))
+    if report:
+        typer.echo(f"report: {files.html} ({files.json.name}, {files.markdown.name})", err=as_json)
     if run.failed:
         typer.echo(f"FAILED: {', '.join(f.name for f in run.failed)}", err=True)
         raise typer.Exit(EXIT_FAILED)

@@ -73,7 +73,7 @@ def reference_domain(reference, domain: str | None, classes: tuple[str, ...]) ->
 
 def validate(
     files: Sequence[str | os.PathLike[str]],
-    reference: str | os.PathLike[str],
+    reference: str | os.PathLike[str] | None,
     data: str | Sequence[str] = "synthetic:val",
     *,
     gates: Gates = Gates(),
@@ -83,6 +83,7 @@ def validate(
     backend: str | None = None,
     samples: int = 2,
     progress: Callable[[str], None] | None = None,
+    device: str | None = None,
 ) -> ValidationRun:
     """Score each file and the reference checkpoint on the same labelled images; apply the gates.
 
@@ -90,7 +91,11 @@ def validate(
     domain (None = the whole split). ``data_options``: synthetic dataset options (size, length,
     seed). ``backend``: force the runtime backend of every file (for files whose name does not
     say their format, e.g. a temporary file); the reference always goes by its suffix.
-    ``samples``: images per domain kept for the report's overlays.
+    ``samples``: images per domain kept for the report's overlays. ``device``: where the files
+    run (``edgeseg.runtime.load(device=...)``); the reference runs on the CPU.
+
+    ``reference=None`` scores the files against the labels alone (mIoU, pixel accuracy), with no
+    PyTorch and no gate: the reference-based gates (mIoU drop, agreement) need the checkpoint.
     """
     from edgeseg.errors import EdgesegError
     from edgeseg.runtime import load
@@ -102,14 +107,16 @@ def validate(
     specs = [parse_data_spec(d) for d in ([data] if isinstance(data, str) else data)]
     resolver = DataResolver(specs, data_options)
     say = progress or (lambda _: None)
-    try:
-        ref_session = load(reference, threads=threads)
-    except EdgesegError as exc:
-        raise ValidationSetupError(f"the reference {reference} cannot be loaded: {exc}") from exc
+    ref_session = None
+    if reference is not None:
+        try:
+            ref_session = load(reference, threads=threads)
+        except EdgesegError as exc:
+            raise ValidationSetupError(f"the reference {reference} cannot be loaded: {exc}") from exc
 
     results, tallies_by_domain = [], {}
     for path in files:
-        opened = open_file(path, threads, backend)
+        opened = open_file(path, threads, backend, device)
         result = FileResult(
             str(path), backend_of(Path(path), backend),
             opened.session.metadata.precision if opened.session else None,
@@ -118,6 +125,7 @@ def validate(
         results.append(result)
         if opened.session is None:
             continue
+        result.device, result.device_note = opened.session.device, opened.session.device_note
         for domain in file_domains(opened.session):
             tally = _Tally(
                 result, opened.session, domain, ConfusionMatrix(len(opened.session.classes(domain))),
@@ -125,7 +133,7 @@ def validate(
             )
             tallies_by_domain.setdefault(domain, []).append(tally)
 
-    run = ValidationRun(str(reference), [s.text for s in specs], limit, gates, {}, results)
+    run = ValidationRun(str(reference) if reference is not None else None, [s.text for s in specs], limit, gates, {}, results)
     for domain, tallies in tallies_by_domain.items():
         _score_domain(run, domain, tallies, ref_session, resolver, limit, samples, say)
     for result in results:
@@ -150,7 +158,9 @@ def _score_domain(run, domain, tallies, ref_session, resolver, limit, samples, s
     classes = tuple(first.classes(domain))
     spec, dataset = resolver.dataset_for(domain, classes)
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    has_reference, ref_domain = reference_domain(ref_session, domain, classes)
+    has_reference, ref_domain = (
+        reference_domain(ref_session, domain, classes) if ref_session is not None else (False, None)
+    )
     ref_matrix = ConfusionMatrix(len(classes))
     any_logits = has_reference and any(t.wants_logits for t in tallies)
     kept = run.samples.setdefault(domain, [])
@@ -186,10 +196,12 @@ def _score_domain(run, domain, tallies, ref_session, resolver, limit, samples, s
     if ref_scores is not None:
         run.reference[domain] = DomainResult(domain, spec.text, count, ref_scores, ref_scores, 1.0, 0.0, 0.0)
     for tally in tallies:
-        tally.result.domains.append(_domain_result(tally, domain, spec, count, classes, ref_scores, run.gates))
+        tally.result.domains.append(_domain_result(
+            tally, domain, spec, count, classes, ref_scores, run.gates, reference_missing=ref_session is None))
 
 
-def _domain_result(tally: _Tally, domain, spec: DataSpec, count, classes, ref_scores, gates: Gates) -> DomainResult:
+def _domain_result(tally: _Tally, domain, spec: DataSpec, count, classes, ref_scores, gates: Gates,
+                   reference_missing: bool = False) -> DomainResult:
     has_logits = tally.wants_logits and tally.err_count > 0
     result = DomainResult(
         domain, spec.text, count, tally.matrix.scores(classes), ref_scores,
@@ -199,6 +211,8 @@ def _domain_result(tally: _Tally, domain, spec: DataSpec, count, classes, ref_sc
     )
     if tally.error:
         result.gate_failures.append(tally.error)
+    elif reference_missing:
+        pass  # scored against the labels only: no gate applies
     elif ref_scores is None and domain is None:
         result.gate_failures.append(
             f"the reference predicts other classes than this file's {list(classes)}; give the "

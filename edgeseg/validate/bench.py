@@ -37,6 +37,8 @@ class BenchResult:
     model_call: LatencyStats | None = None  # the backend's graph call alone
     predict: LatencyStats | None = None  # the full predict: pre + graph + post
     load_s: float | None = None  # load() in this process (backend library already imported)
+    device: str | None = None  # what ran the graph (seg.device)
+    device_note: str = ""  # what auto picked, ops left to the CPU
     cold: dict = field(default_factory=dict)  # fresh-process cold start and peak RSS (probe.py)
 
     @property
@@ -53,6 +55,8 @@ class BenchResult:
             "path": self.path,
             "name": self.name,
             "backend": self.backend,
+            "device": self.device,
+            "device_note": self.device_note,
             "precision": self.precision,
             "size_bytes": self.size_bytes,
             "status": self.status,
@@ -111,12 +115,14 @@ def bench(
     image: str | os.PathLike[str] | np.ndarray | None = None,
     cold_start: bool = True,
     progress: Callable[[str], None] | None = None,
+    device: str | None = None,
 ) -> BenchRun:
     """Time every file round robin: ``warmup`` untimed rounds, then ``runs`` timed rounds.
 
     The image is ``image`` (a path or an array), else a fixed random image of ``input_size``
     (default: each file's own input size, so no resize). ``cold_start`` adds a fresh-process
-    probe per file: load + first predict time and peak resident memory.
+    probe per file: load + first predict time and peak resident memory. ``device``: where every
+    file runs (``edgeseg.runtime.load(device=...)``); each result says what actually ran.
     """
     if warmup < 0 or runs < 1:
         raise ValidationSetupError(f"warmup={warmup}, runs={runs}: need warmup >= 0 and runs >= 1")
@@ -130,7 +136,7 @@ def bench(
     for path in files:
         path = Path(path)
         start = time.perf_counter()
-        opened = open_file(path, threads)
+        opened = open_file(path, threads, device=device)
         load_s = time.perf_counter() - start
         session = opened.session
         result = BenchResult(
@@ -141,6 +147,7 @@ def bench(
         if session is None:
             continue
         result.load_s = load_s
+        result.device, result.device_note = session.device, session.device_note
         pixels = fixed if fixed is not None else _noise(input_size or session.metadata.input_size)
         result.image_size = tuple(pixels.shape[:2])
         session.backend = TimedBackend(session.backend)
@@ -162,7 +169,7 @@ def bench(
     if cold_start:
         for result in (r for r in results if r.status == MEASURED):
             say(f"cold start and peak memory of {result.name} in a fresh process")
-            result.cold = probe_file(result.path, threads, result.image_size)
+            result.cold = probe_file(result.path, threads, result.image_size, device)
     source = "given image" if fixed is not None else "fixed random image at each file's input size"
     if input_size and fixed is None:
         source = f"fixed random image {input_size[0]}x{input_size[1]}"
@@ -173,13 +180,15 @@ def _noise(size: tuple[int, int]) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
 
 
-def probe_file(path: str, threads: int | None, size: tuple[int, int] | None) -> dict:
+def probe_file(path: str, threads: int | None, size: tuple[int, int] | None, device: str | None = None) -> dict:
     """Run :mod:`edgeseg.validate.probe` on one file in a fresh interpreter."""
     command = [sys.executable, "-m", "edgeseg.validate.probe", path, "--runs", "3"]
     if threads:
         command += ["--threads", str(threads)]
     if size:
         command += ["--height", str(size[0]), "--width", str(size[1])]
+    if device:
+        command += ["--device", device]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:

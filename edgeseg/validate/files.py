@@ -37,11 +37,11 @@ class Opened:
     reason: str = ""
 
 
-def open_file(path: str | Path, threads: int | None, backend: str | None = None) -> Opened:
+def open_file(path: str | Path, threads: int | None, backend: str | None = None, device: str | None = None) -> Opened:
     """``edgeseg.runtime.load`` with its failures turned into a status instead of an exception.
 
     ``backend`` forces the runtime backend, for a file whose name does not say its format (a
-    temporary file mid-conversion); None picks it from the suffix.
+    temporary file mid-conversion); None picks it from the suffix. ``device``: ``load(device=...)``.
 
     A backend that cannot run on this machine (CoreML off macOS, a library not installed) is
     "cannot run here"; anything else that stops the file from loading is "failed to load".
@@ -50,7 +50,7 @@ def open_file(path: str | Path, threads: int | None, backend: str | None = None)
 
     path = Path(path)
     try:
-        return Opened(path, load(path, backend=backend, threads=threads), None)
+        return Opened(path, load(path, backend=backend, threads=threads, device=device), None)
     except BackendUnavailableError as exc:
         return Opened(path, None, CANNOT_RUN_HERE, str(exc))
     except EdgesegError as exc:

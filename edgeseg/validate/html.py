@@ -64,7 +64,7 @@ def render_html(validation: ValidationRun | None, timing: BenchRun | None, envir
     if validation is not None:
         g = validation.gates
         parts.append(
-            f"<h2>Accuracy: {html.escape(validation.verdict)}</h2><p>reference {html.escape(validation.reference_path)}; data "
+            f"<h2>Accuracy: {html.escape(validation.verdict)}</h2><p>reference {html.escape(str(validation.reference_path or 'none: labels only, no gate'))}; data "
             f"{html.escape(', '.join(validation.data))}; gates: {html.escape(g.describe())}</p>"
         )
         parts.append(render_table(accuracy_table(validation), "accuracy", status_column=5))

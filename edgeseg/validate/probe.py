@@ -30,12 +30,12 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS: bytes; Linux: KiB
 
 
-def probe(path: str, threads: int | None, runs: int, size: tuple[int, int] | None) -> dict:
+def probe(path: str, threads: int | None, runs: int, size: tuple[int, int] | None, device: str | None = None) -> dict:
     start = time.perf_counter()
     import edgeseg.runtime as rt
 
     baseline = peak_rss_bytes()
-    session = rt.load(path, threads=threads)
+    session = rt.load(path, threads=threads, device=device)
     loaded = time.perf_counter()
     height, width = size or session.metadata.input_size
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -60,9 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     size = (args.height, args.width) if args.height and args.width else None
-    print(json.dumps(probe(args.path, args.threads, args.runs, size)))
+    print(json.dumps(probe(args.path, args.threads, args.runs, size, args.device)))
 
 
 if __name__ == "__main__":

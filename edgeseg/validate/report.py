@@ -67,11 +67,13 @@ def _markdown_table(table: Table) -> list[str]:
 
 def accuracy_markdown(validation: ValidationRun) -> list[str]:
     g = validation.gates
+    gates = (f"Gates: {g.describe()}." if validation.reference_path is not None else
+             "No reference checkpoint: each file is scored against the labels only, and no gate applies "
+             "(give --reference to compare with PyTorch and gate).")
     lines = [
-        f"## Accuracy: {validation.verdict}", "",
+        f"## Accuracy: {validation.verdict if validation.reference_path is not None else 'scored against labels, not gated'}", "",
         f"Reference `{validation.reference_path}`, data {', '.join(validation.data)}, "
-        f"{'all' if validation.limit is None else validation.limit} images per domain. Gates: "
-        f"{g.describe()}.", "",
+        f"{'all' if validation.limit is None else validation.limit} images per domain. {gates}", "",
     ]
     lines += _markdown_table(accuracy_table(validation)) + [""]
     lines += [f"- **{md_escape(n)}** ({md_escape(s)}): {md_escape(r)}" for n, s, r in reasons(validation)]

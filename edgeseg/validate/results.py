@@ -97,6 +97,8 @@ class FileResult:
     status: str
     reason: str = ""  # why it failed, or why it cannot run here
     domains: list[DomainResult] = field(default_factory=list)
+    device: str | None = None  # what ran the graph (seg.device), and what auto picked / left to the CPU
+    device_note: str = ""
 
     @property
     def name(self) -> str:
@@ -115,6 +117,8 @@ class FileResult:
             "size_bytes": self.size_bytes,
             "status": self.status,
             "reason": self.reason,
+            "device": self.device,
+            "device_note": self.device_note,
             "domains": [d.to_dict() for d in self.domains],
         }
 
@@ -123,7 +127,7 @@ class FileResult:
 class ValidationRun:
     """Everything ``validate`` measured: the reference per domain, every file, the gates."""
 
-    reference_path: str
+    reference_path: str | None  # None: scored against the labels only, no gate
     data: list[str]
     limit: int | None
     gates: Gates

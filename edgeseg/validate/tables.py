@@ -20,6 +20,18 @@ def megabytes(size: int | None) -> str:
     return "n/a" if not size else f"{size / 1e6:.2f} MB"
 
 
+# What each backend calls the CPU it runs on by default: the backend cell names other devices only.
+CPU_DEVICES = {"CPUExecutionProvider", "CPU", "cpu (XNNPACK)", "cpu"}
+
+
+def on_device(backend: str | None, device: str | None) -> str:
+    """The backend cell: the backend, and what ran the graph where that is not the CPU
+    ("onnxruntime on CUDAExecutionProvider"); the JSON always has the device."""
+    if backend is None:
+        return "n/a"
+    return f"{backend} on {device}" if device and device not in CPU_DEVICES else backend
+
+
 def accuracy_table(run: ValidationRun) -> Table:
     headers = [
         "file", "backend", "precision", "size", "domain", "status", "mIoU %", "reference mIoU %",
@@ -27,7 +39,8 @@ def accuracy_table(run: ValidationRun) -> Table:
     ]
     rows = []
     for result in run.files:
-        common = [result.name, result.backend or "n/a", result.precision or "n/a", megabytes(result.size_bytes)]
+        common = [result.name, on_device(result.backend, result.device), result.precision or "n/a",
+                  megabytes(result.size_bytes)]
         if not result.domains:
             rows.append(common + ["", result.status] + ["n/a"] * 7)
             continue
@@ -68,7 +81,7 @@ def latency_table(run: BenchRun) -> Table:
     ]
     rows = []
     for r in run.files:
-        row = [r.name, r.backend or "n/a", r.precision or "n/a", megabytes(r.size_bytes),
+        row = [r.name, on_device(r.backend, r.device), r.precision or "n/a", megabytes(r.size_bytes),
                "x".join(map(str, r.image_size)) if r.image_size else "n/a", r.status]
         if r.predict is None:
             rows.append(row + ["n/a"] * 6)
