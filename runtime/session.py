@@ -11,6 +11,7 @@ interpreter's output buffers (no copy of the logits). ``seg.thread_safe`` says w
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterable
 
@@ -205,14 +206,16 @@ class SegmentationSession:
         if self.domains:
             if domain is None:
                 raise DomainError(
-                    f"this file has one output per domain {self.domains}; pass domain=<one of them>"
+                    f"this file has one output per domain {self.domains}; choose one with --domain NAME "
+                    "(Python: pass domain=NAME)"
                 )
-            if domain not in self.domains:
+            found = _short_domain(domain, self.domains)
+            if found is None:
                 raise DomainError(f"domain {domain!r} is not in this file; its domains are {self.domains}")
-            return domain
-        if domain is not None and domain != m.domain:
+            return found
+        if domain is not None and _short_domain(domain, [m.domain] if m.domain else []) is None:
             have = f"only domain {m.domain!r}" if m.domain else "no domains (a single-domain model)"
-            raise DomainError(f"domain {domain!r} was asked, but this file predicts {have}")
+            raise DomainError(f"domain {domain!r} was asked, but this file predicts {have}; leave --domain out")
         return None
 
     def _output_name(self, domain: str | None) -> str:
@@ -234,6 +237,15 @@ class SegmentationSession:
             f"{self.backend.path.name} has outputs {list(outputs)} and no output named {wanted!r}; "
             "an edgeseg file has one output, or one per domain listed in its metadata"
         )
+
+
+def _short_domain(asked: str, names: list[str]) -> str | None:
+    """``asked`` if it is one of ``names``, else the one name it is a word of (``night`` ->
+    ``synthetic_night``); None when there is no such name or several."""
+    if asked in names:
+        return asked
+    matches = [n for n in names if asked in re.split(r"[_:\-/. ]", n)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _owned(result: np.ndarray, output: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from edgeseg.fileio import atomic_output, ensure_folder
 
 def predict(
     model: Path = typer.Argument(..., help="Model file: .onnx, .tflite, .xml, .mlpackage or .safetensors."),
-    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...)."),
+    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...) or folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the masks (created if missing)."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>_overlay.png."),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Mask opacity in overlays."),
@@ -30,7 +30,9 @@ def predict(
     from rich.progress import Progress
 
     import edgeseg.runtime as rt
+    from edgeseg.cli.inputs import expand_image_paths
 
+    images = expand_image_paths(images)  # a folder stands for the images in it
     check_output_names(images, out, overlay)
     ensure_folder(out)  # a file in the way or a read-only folder: said before the model loads
     seg = rt.load(model, backend=backend, threads=threads)

@@ -89,3 +89,25 @@ def train(
         f"trained {cfg.model} for {result.step} steps ({result.images_per_s:.1f} images/s); {scores}\n"
         f"checkpoint: {result.out_dir / 'last.safetensors'}"
     )
+
+
+# The options default to None so that a --config file's values win over them; --help shows what a
+# run without --config uses: TrainConfig's defaults (edgeseg.train.config, not imported here: it
+# imports torch, and --help stays fast). tests/test_cli_messages.py checks these against it.
+CONFIG_DEFAULTS = {
+    "model": "lraspp_mobilenetv3_small", "data": "synthetic", "size": "128x256", "batch_size": 8,
+    "optimizer": "sgd", "lr": 0.02, "schedule": "poly", "warmup_steps": 0, "workers": 2, "eval_every": 0,
+    "checkpoint_every": 200, "seed": 0, "out": "runs/train", "device": "auto", "amp": "auto", "compile": "auto",
+    "sync_bn": "no-sync-bn", "iters": "none: give --iters or --epochs",
+}
+
+
+def _show_config_defaults() -> None:
+    import inspect
+
+    for name, parameter in inspect.signature(train).parameters.items():
+        if name in CONFIG_DEFAULTS:
+            parameter.default.show_default = str(CONFIG_DEFAULTS[name])
+
+
+_show_config_defaults()

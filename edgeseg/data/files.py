@@ -167,8 +167,10 @@ class FileSegmentationDataset(SegmentationDataset):
             )
             if self.on_bad_labels == "error":
                 raise DatasetLabelError(
-                    message + "; fix the mask, run dataset.validate() to list every such file, or "
-                    "pass on_bad_labels='ignore' to treat those pixels as ignore (255)"
+                    message + f"; fix the mask (class ids 0..{self.num_classes - 1}, {self.ignore_index} = "
+                    "ignore), or treat such pixels as ignore: `edgeseg train ... --data-option "
+                    "on_bad_labels=ignore` (Python: on_bad_labels='ignore'; dataset.validate() lists "
+                    "every such file)"
                 )
             warnings.warn(message + "; those pixels are ignored (255)", stacklevel=2)
         if mask.shape != image.shape[:2]:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from edgeseg.data.errors import DatasetError
 from edgeseg.data.transforms import Crop, pixels_to_chw
 
 _LUMA = (0.299, 0.587, 0.114)
@@ -123,6 +124,29 @@ def worker_init(_: int) -> None:
     cv2.setNumThreads(1)
 
 
+def next_batch(iterator: Iterator):
+    """``next(iterator)`` of a DataLoader; a dataset error raised in a loader worker (a bad mask
+    value, a missing file) is raised again as itself with its own message: PyTorch pastes the
+    worker's traceback into the message, which the CLI would print as the error."""
+    try:
+        return next(iterator)
+    except DatasetError as exc:
+        text = str(exc)
+        if "Original Traceback" not in text:
+            raise
+        raise type(exc)(text.rsplit(f"{type(exc).__name__}: ", 1)[-1].strip()) from None
+
+
+def without_worker_tracebacks(iterable):
+    """The items of a DataLoader, through :func:`next_batch`."""
+    iterator = iter(iterable)
+    while True:
+        try:
+            yield next_batch(iterator)
+        except StopIteration:
+            return
+
+
 class DeviceBatches:
     """Endless ``[(images, masks), ...]`` (one pair per loader) on ``device``.
 
@@ -142,7 +166,7 @@ class DeviceBatches:
     def prefetch(self) -> None:
         if self.pending is not None:
             return
-        raw = [next(it) for it in self.iterators]
+        raw = [next_batch(it) for it in self.iterators]
         if not self.cuda:
             self.pending = raw
             return

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edgeseg.metrics import ConfusionMatrix, SegmentationScores
+from edgeseg.train.batches import without_worker_tracebacks
 from edgeseg.train.device import DeviceSetup
 from edgeseg.train.distributed import DistInfo, all_reduce_sum
 
@@ -26,7 +27,7 @@ def evaluate_domain(model: nn.Module, loader: DataLoader, *, domain: str | None,
     matrix = ConfusionMatrix(len(classes))
     autocast = (torch.autocast(setup.device.type, dtype=setup.amp_dtype) if setup.amp_dtype
                 else contextlib.nullcontext())
-    for images, masks in loader:
+    for images, masks in without_worker_tracebacks(loader):
         images = images.to(setup.device, non_blocking=True)
         if setup.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg.fileio import atomic_outputs
-from edgeseg.validate.bench import BenchRun
+from edgeseg.validate.bench import MEASURED, BenchRun
 from edgeseg.validate.environment import environment
 from edgeseg.validate.errors import ValidationSetupError
 from edgeseg.validate.results import ValidationRun
@@ -87,9 +87,15 @@ def latency_markdown(timing: BenchRun) -> list[str]:
         "## Latency", "",
         f"{timing.warmup} warm-up + {timing.runs} timed runs per file, interleaved round robin; "
         f"image: {timing.image}. Cold start and peak RSS: a fresh process per file (import + load + "
-        "first predict).", "",
+        "first predict). p50 is the median run, mean the average: a mean below p50 means a minority "
+        "of runs was much faster than the rest (e.g. the backend's worker threads still awake from "
+        "the previous call), above p50 that a few runs stalled.", "",
     ]
-    return lines + _markdown_table(latency_table(timing)) + [""]
+    lines += _markdown_table(latency_table(timing))
+    # Why a file has no timings (it did not load, or its backend cannot run here), as validate says.
+    why = [f"- **{md_escape(r.name)}** ({md_escape(r.status)}): {md_escape(r.reason)}"
+           for r in timing.files if r.status != MEASURED and r.reason]
+    return lines + ([""] + why if why else []) + [""]
 
 
 def render_markdown(validation: ValidationRun | None, timing: BenchRun | None, env: dict) -> str:
