@@ -13,5 +13,9 @@ class InputShapeError(EdgesegError, ValueError):
     """An input tensor or image has a shape the model cannot take."""
 
 
+class MissingDependencyError(EdgesegError, ImportError):
+    """A command or feature needs a package this install lacks; the message names the extra."""
+
+
 class CheckpointError(EdgesegError, ValueError):
     """A weights file is missing, unreadable, or does not match the model."""

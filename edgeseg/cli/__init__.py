@@ -3,12 +3,14 @@ libraries (torch, backends) inside the command, so ``edgeseg --help`` starts fas
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Optional
 
 import typer
 
 from edgeseg import __version__
+from edgeseg.errors import MissingDependencyError
 
 app = typer.Typer(
     name="edgeseg",
@@ -48,11 +50,48 @@ def _root(
     """edgeseg: from a trained model to a verified int8 file on the device."""
 
 
+# Packages a command may import that the runtime-only install (edgeseg[cli,runtime-*]) lacks ->
+# the extra that installs them.
+OPTIONAL_PACKAGES = {
+    "torch": "torch", "safetensors": "torch", "torchvision": "torch", "PIL": "torch",
+    "onnx": "onnx", "onnxscript": "onnx", "onnxslim": "onnx", "litert_torch": "tflite",
+    "coremltools": "coreml", "nncf": "openvino", "torchao": "qat", "matplotlib": "report",
+}
+# The extra to name when a command that needs PyTorch finds a package missing.
+TORCH_COMMANDS = {"models": "torch", "train": "torch", "convert": "onnx", "import": "torch",
+                  "qat": "qat", "int8-report": "torch"}
+
+
+def _needs_packages(name: str, func):
+    """``func`` with a missing optional package turned into a typed error naming the extra."""
+
+    @functools.wraps(func)
+    def command(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ModuleNotFoundError as exc:
+            root = (exc.name or "").split(".")[0]
+            if root not in OPTIONAL_PACKAGES:
+                raise
+            extra = TORCH_COMMANDS.get(name, OPTIONAL_PACKAGES[root])
+            if name == "convert" and kwargs.get("target") in ("onnx", "tflite", "coreml", "openvino"):
+                extra = kwargs["target"]  # the converter's own extra brings torch too
+            elif root != "torch" and name not in TORCH_COMMANDS:
+                extra = OPTIONAL_PACKAGES[root]
+            raise MissingDependencyError(
+                f"`edgeseg {name}` needs {root!r}, which is not installed here; install it with "
+                f'`pip install "edgeseg[{extra}]"`. Without PyTorch this install runs predict, bench, '
+                "validate (without --reference), demo and inspect"
+            ) from None
+
+    return command
+
+
 def _register() -> None:
     for name, target in COMMANDS.items():
         module_name, func_name = target.split(":")
         module = importlib.import_module(module_name)
-        app.command(name)(getattr(module, func_name))
+        app.command(name)(_needs_packages(name, getattr(module, func_name)))
 
 
 _register()

@@ -1,7 +1,7 @@
 """``edgeseg predict``: segment image files with a converted model; write palette PNG masks.
 
-Images are read by :func:`edgeseg.runtime.read_image` (OpenCV); masks are written with Pillow
-(imported on use).
+Images are read by :func:`edgeseg.runtime.read_image` (OpenCV); palette masks are encoded by
+:mod:`edgeseg.pngio`, overlays by OpenCV: no Pillow, so predict runs on the runtime-only install.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from edgeseg.cli.options import DEVICE, JSON, print_json, say
 from edgeseg.errors import ConfigError
 from edgeseg.fileio import atomic_output, ensure_folder
 
@@ -25,8 +26,11 @@ def predict(
     domain: Optional[str] = typer.Option(None, "--domain", help="Head of a multi-domain file."),  # noqa: UP007
     backend: Optional[str] = typer.Option(None, "--backend", help="Force a backend."),  # noqa: UP007
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the backend."),  # noqa: UP007
+    device: Optional[str] = DEVICE,  # noqa: UP007
+    as_json: bool = JSON,
 ) -> None:
     """Write each image's class mask as <name>.png (palette PNG: pixel value = class id)."""
+    from rich.console import Console
     from rich.progress import Progress
 
     import edgeseg.runtime as rt
@@ -35,9 +39,12 @@ def predict(
     images = expand_image_paths(images)  # a folder stands for the images in it
     check_output_names(images, out, overlay)
     ensure_folder(out)  # a file in the way or a read-only folder: said before the model loads
-    seg = rt.load(model, backend=backend, threads=threads)
+    seg = rt.load(model, backend=backend, threads=threads, device=device)
+    if device is not None:
+        say(f"device: {seg.device}" + (f" ({seg.device_note})" if seg.device_note else ""))
     palette = seg.palette(domain)
-    with Progress(transient=True, disable=len(images) < 2) as progress:
+    written = []
+    with Progress(transient=True, disable=len(images) < 2, console=Console(stderr=True)) as progress:
         task = progress.add_task("segmenting", total=len(images))
         for path in images:
             image = read_rgb(path)
@@ -46,7 +53,26 @@ def predict(
             if overlay:
                 write_rgb_png(out / f"{path.stem}_overlay.png", seg.overlay(image, mask, alpha, domain=domain))
             progress.advance(task)
+            if as_json:
+                written.append(_mask_summary(path, out, mask, seg.classes(domain), overlay))
+    if as_json:
+        print_json({
+            "model": str(model), "backend": seg.backend.name, "device": seg.device,
+            "device_note": seg.device_note, "domain": domain, "out": str(out), "images": written,
+        })
+        return
     typer.echo(f"wrote {len(images)} mask{'s' if len(images) != 1 else ''} to {out}")
+
+
+def _mask_summary(path: Path, out: Path, mask: np.ndarray, classes, overlay: bool) -> dict:
+    """One image's entry in ``predict --json``: where its files went, and its class shares."""
+    counts = np.bincount(mask.ravel(), minlength=len(classes))
+    return {
+        "image": str(path), "mask": str(out / f"{path.stem}.png"),
+        "overlay": str(out / f"{path.stem}_overlay.png") if overlay else None,
+        "height": int(mask.shape[0]), "width": int(mask.shape[1]),
+        "class_fractions": {classes[i]: round(float(c) / mask.size, 6) for i, c in enumerate(counts) if c},
+    }
 
 
 def check_output_names(images: list[Path], out: Path, overlay: bool) -> None:
@@ -73,15 +99,7 @@ def check_output_names(images: list[Path], out: Path, overlay: bool) -> None:
             owners[key] = image
 
 
-# --- image files (Pillow), every write atomic -----------------------------------------------
-def _pil():
-    try:
-        from PIL import Image
-    except ImportError as exc:
-        raise ConfigError('reading and writing image files needs Pillow: `pip install pillow`') from exc
-    return Image
-
-
+# --- image files (OpenCV; no Pillow), every write atomic ------------------------------------
 def read_rgb(path: Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB, as displayed (EXIF orientation applied; 16-bit
     scaled, not saturated; decompression bombs refused): :func:`edgeseg.runtime.read_image`."""
@@ -92,18 +110,25 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def write_mask_png(path: Path, mask: np.ndarray, palette: np.ndarray) -> None:
     """Palette PNG (pixel value = class id, colours = the model's palette); masks of more than 256
-    classes do not fit a palette and are written as 16-bit grayscale PNG."""
-    Image = _pil()
-    if mask.dtype == np.uint8:
-        image = Image.fromarray(mask, mode="P")
-        image.putpalette(palette.astype(np.uint8).ravel().tolist())
-    else:
-        image = Image.fromarray(mask.astype(np.uint16), mode="I;16")
+    classes do not fit a palette and are written as 16-bit grayscale PNG. No Pillow: the palette
+    PNG is encoded by :mod:`edgeseg.pngio`, the others by OpenCV."""
+    from edgeseg.pngio import encode_palette_png
+
+    data = encode_palette_png(mask, palette) if mask.dtype == np.uint8 else _png_bytes(mask.astype(np.uint16))
     with atomic_output(path) as tmp:
-        image.save(tmp, format="PNG")
+        Path(tmp).write_bytes(data)
 
 
 def write_rgb_png(path: Path, rgb: np.ndarray) -> None:
-    Image = _pil()
+    data = _png_bytes(np.ascontiguousarray(rgb[..., ::-1]))  # OpenCV writes BGR
     with atomic_output(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+        Path(tmp).write_bytes(data)
+
+
+def _png_bytes(pixels: np.ndarray) -> bytes:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise ConfigError(f"OpenCV could not encode a {pixels.dtype} {pixels.shape} PNG")
+    return encoded.tobytes()

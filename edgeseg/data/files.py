@@ -120,7 +120,15 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def read_mask_values(path: Path) -> np.ndarray:
     """The stored values of a label PNG (palette PNGs give their indices, not colours)."""
-    from PIL import Image
+    try:
+        from PIL import Image
+    except ImportError:  # the runtime-only install: OpenCV and the PNG's own palette table
+        from edgeseg.pngio import read_png_indices
+
+        try:
+            return read_png_indices(path)
+        except ValueError as exc:
+            raise DatasetLabelError(f"{path}: {exc}; save masks as 8-bit PNG") from exc
 
     with Image.open(path) as img:
         if img.mode not in ("L", "P", "I", "I;16", "RGB", "RGBA"):
