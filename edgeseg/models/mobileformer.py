@@ -44,6 +44,7 @@ from edgeseg.errors import ConfigError
 from edgeseg.metadata import ModelMetadata, default_classes
 from edgeseg.models.base import SegmentationModel
 from edgeseg.models.layers import ConvBNAct, make_divisible
+from edgeseg.models.lraspp import LRASPPHead
 from edgeseg.models.registry import register_model
 
 # --------------------------------------------------------------------------------------------
@@ -560,26 +561,6 @@ def mobileformer_classifier(variant: str, *, num_classes: int = 1000,
 # --------------------------------------------------------------------------------------------
 
 
-class LRASPPHead(nn.Module):
-    """Lite R-ASPP (MobileNetV3 paper, Fig. 10) on the 1/32 and 1/8 maps: a 1x1 conv branch
-    re-weighted by a global-pool sigmoid branch, upsampled to 1/8 and added to a projection of
-    the 1/8 features."""
-
-    def __init__(self, low_channels: int, high_channels: int, inter_channels: int,
-                 num_classes: int):
-        super().__init__()
-        self.cbr = ConvBNAct(high_channels, inter_channels, 1)
-        self.scale = nn.Sequential(nn.Conv2d(high_channels, inter_channels, 1), nn.Sigmoid())
-        self.low_classifier = nn.Conv2d(low_channels, num_classes, 1)
-        self.high_classifier = nn.Conv2d(inter_channels, num_classes, 1)
-
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        low, high = features[1], features[-1]  # strides 8 and 32
-        x = self.cbr(high) * self.scale(high.mean(dim=(2, 3), keepdim=True))
-        x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        return self.low_classifier(low) + self.high_classifier(x)
-
-
 class MobileFormerLRASPP(SegmentationModel):
     """Mobile-Former encoder + LR-ASPP head; logits at input resolution (see base.py)."""
 
@@ -591,7 +572,8 @@ class MobileFormerLRASPP(SegmentationModel):
         self.metadata = metadata
         self.encoder = MobileFormerEncoder(cfg)
         channels = self.encoder.out_channels
-        self.decoder = LRASPPHead(channels[1], channels[-1], inter_channels, metadata.num_classes)
+        self.decoder = LRASPPHead(channels[1], channels[-1], metadata.num_classes, inter_channels,
+                                  low_index=1, gate_bias=True)  # strides 8 and 32
         _init_weights(self)
 
 

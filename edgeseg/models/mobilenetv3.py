@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.errors import ConfigError
 from edgeseg.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata, default_classes
 from edgeseg.models.base import SegmentationModel
 from edgeseg.models.layers import ConvBNAct, SqueezeExcitation, make_divisible
+from edgeseg.models.lraspp import LRASPPHead
 from edgeseg.models.registry import register_model
 
 # The backbone's BatchNorm settings (torchvision and the TF reference both use these).
@@ -244,47 +244,6 @@ def _init_like_torchvision(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-class LRASPPHead(nn.Module):
-    """Lite R-ASPP (Fig. 10): a 1x1 conv+BN+ReLU branch on the deep features times a global-pool
-    sigmoid gate, upsampled to the 1/8 features and classified, plus a classifier of the 1/8 map.
-
-    Takes the encoder's feature list and uses ``features[low_index]`` and ``features[high_index]``
-    (by default the first and the last), so any encoder can carry it.
-    """
-
-    def __init__(
-        self,
-        low_channels: int,
-        high_channels: int,
-        num_classes: int,
-        inter_channels: int = 128,
-        *,
-        low_index: int = 0,
-        high_index: int = -1,
-    ) -> None:
-        super().__init__()
-        self.cbr = nn.Sequential(
-            nn.Conv2d(high_channels, inter_channels, 1, bias=False),
-            nn.BatchNorm2d(inter_channels),  # PyTorch default eps/momentum, as torchvision's head
-            nn.ReLU(),
-        )
-        self.scale = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(high_channels, inter_channels, 1, bias=False),
-            nn.Sigmoid(),
-        )
-        self.low_classifier = nn.Conv2d(low_channels, num_classes, 1)
-        self.high_classifier = nn.Conv2d(inter_channels, num_classes, 1)
-        self.low_index = low_index
-        self.high_index = high_index
-
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        low, high = features[self.low_index], features[self.high_index]
-        x = self.cbr(high) * self.scale(high)
-        x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        return self.low_classifier(low) + self.high_classifier(x)
 
 
 class LRASPP(SegmentationModel):
