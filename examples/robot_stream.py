@@ -289,14 +289,26 @@ class SyntheticCamera:
         return time.monotonic(), image
 
 
-def opencv_reader(source: str) -> tuple[Callable[[], tuple[float, np.ndarray] | None], Callable[[], None]]:
-    """(read_frame, close) for a camera index, video file or stream URL, through edgeseg.demo."""
+def opencv_reader(source: str, realtime: bool = False, fps: float = 30.0,
+                  ) -> tuple[Callable[[], tuple[float, np.ndarray] | None], Callable[[], None]]:
+    """(read_frame, close) for a camera index, video file, folder of images or stream URL, through
+    edgeseg.demo. A file is decoded as fast as the CPU allows, far faster than its frame rate, so
+    latest-frame-wins then drops most frames; ``realtime`` paces a file (or folder) like the camera
+    that recorded it: one frame per 1/FPS s (the video's own FPS, else ``fps``). Cameras and streams
+    are paced by the camera already."""
     from edgeseg.demo import open_source
 
     frames = open_source(source)
     iterator = iter(frames)
+    period = 1.0 / (frames.fps or fps) if realtime and not frames.live else 0.0
+    due = [time.monotonic()]
 
     def read_frame() -> tuple[float, np.ndarray] | None:
+        if period:
+            delay = due[0] - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # as a camera blocks until its next exposure
+            due[0] = max(due[0] + period, time.monotonic())  # fallen behind: no burst to catch up
         frame = next(iterator, None)
         return None if frame is None else (frame.timestamp, frame.image)
 
@@ -310,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="converted model file (.onnx, .tflite, .xml)")
     parser.add_argument("--source", default="synthetic", help="camera index, video, stream URL, or 'synthetic'")
     parser.add_argument("--seconds", type=float, default=10.0, help="run this long (or until the source ends)")
-    parser.add_argument("--fps", type=float, default=30.0, help="frame rate of the synthetic camera")
+    parser.add_argument("--fps", type=float, default=30.0,
+                        help="frame rate of the synthetic camera (and of --realtime folders / videos without one)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="video file or folder: deliver frames at the recording's frame rate, as the camera "
+                             "did (default: as fast as they decode, which drops most frames)")
     parser.add_argument("--consumer-ms", type=float, default=0.0, help="simulate a consumer that takes this long")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the backend")
     parser.add_argument("--domain", default=None, help="head of a multi-domain file")
@@ -321,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         h, w = session.metadata.input_size
         read_frame, close_source = SyntheticCamera(args.fps, (h, w)), lambda: None
     else:
-        read_frame, close_source = opencv_reader(args.source)
+        read_frame, close_source = opencv_reader(args.source, args.realtime, args.fps)
 
     def consume(timestamp: float, mask: np.ndarray) -> None:
         if args.consumer_ms:

@@ -79,7 +79,8 @@ def render_html(validation: ValidationRun | None, timing: BenchRun | None, envir
             parts.append(f"<h3>{html.escape(title)}</h3>")
             parts.append(render_table(table, f"classes-{domain or 'all'}"))
             parts.append(figure(plots.class_iou_bars(validation, domain), title))
-        parts.append("<h3>Samples: reference vs each file (magenta = pixels that differ)</h3>")
+        parts.append("<h3>Samples: reference vs each file (pixels that differ in the colour named "
+                     "above each panel: the one farthest from every class colour)</h3>")
         for samples in validation.samples.values():
             parts += [figure(plots.sample_overlays(s), f"overlay {s.name}") for s in samples]
     if timing is not None:

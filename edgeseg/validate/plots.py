@@ -1,7 +1,8 @@
 """The report's figures as PNG bytes (matplotlib, Agg, imported only when a report is drawn).
 
-Disagreeing pixels are painted :data:`DISAGREE` (magenta, no class palette uses it by default)
-on top of the file's overlay, so a reader sees where the file and the reference part ways.
+Disagreeing pixels are painted on top of the file's overlay in the colour of :data:`DISAGREE_COLOURS`
+farthest from every class colour of the model (magenta unless a class is near magenta), named in
+each panel's title, so a reader sees where the file and the reference part ways.
 """
 
 from __future__ import annotations
@@ -14,7 +15,27 @@ from edgeseg.validate.bench import BenchRun
 from edgeseg.validate.errors import ValidationSetupError
 from edgeseg.validate.results import Sample, ValidationRun
 
-DISAGREE = np.array([255, 0, 255], np.uint8)
+DISAGREE_COLOURS = {
+    "magenta": (255, 0, 255), "cyan": (0, 255, 255), "yellow": (255, 255, 0), "white": (255, 255, 255),
+    "lime": (0, 255, 0), "red": (255, 0, 0), "blue": (0, 0, 255), "orange": (255, 128, 0),
+}
+
+
+# A highlight at least this far (L1 over RGB) from every class colour reads as "not a class".
+MIN_HIGHLIGHT_GAP = 150
+
+
+def disagree_colour(palette: np.ndarray) -> tuple[str, np.ndarray]:
+    """(name, RGB) of the first :data:`DISAGREE_COLOURS` entry at least :data:`MIN_HIGHLIGHT_GAP`
+    from every class colour (magenta for most palettes), else the one farthest from them all."""
+    classes = np.asarray(palette, np.int32).reshape(-1, 3)
+
+    def gap(name: str) -> int:
+        return int(np.abs(classes - np.asarray(DISAGREE_COLOURS[name])).sum(1).min()) if len(classes) else 765
+
+    name = next((n for n in DISAGREE_COLOURS if gap(n) >= MIN_HIGHLIGHT_GAP), None)
+    name = name or max(DISAGREE_COLOURS, key=gap)
+    return name, np.asarray(DISAGREE_COLOURS[name], np.uint8)
 IGNORED = np.array([0, 0, 0], np.uint8)
 
 
@@ -105,9 +126,10 @@ def colour(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 def disagreement_overlay(image: np.ndarray, mask: np.ndarray, reference: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """The file's mask blended on the image, with pixels that differ from the reference in magenta."""
+    """The file's mask blended on the image, with pixels that differ from the reference in
+    :func:`disagree_colour` (never a class colour of ``palette``)."""
     picture = (0.5 * image + 0.5 * colour(mask, palette)).astype(np.uint8)
-    picture[mask != reference] = DISAGREE
+    picture[mask != reference] = disagree_colour(palette)[1]
     return picture
 
 
@@ -119,7 +141,8 @@ def sample_overlays(sample: Sample) -> bytes:
         panels.append(("reference", (0.5 * sample.image + 0.5 * colour(sample.reference, sample.palette)).astype(np.uint8)))
         for name, mask in sample.files.items():
             differ = int(np.count_nonzero(mask != sample.reference))
-            panels.append((f"{name}\n{differ} px differ", disagreement_overlay(sample.image, mask, sample.reference, sample.palette)))
+            highlight = disagree_colour(sample.palette)[0]
+            panels.append((f"{name}\n{differ} px differ ({highlight})", disagreement_overlay(sample.image, mask, sample.reference, sample.palette)))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.6), squeeze=False)
     for ax, (title, picture) in zip(axes[0], panels):
         ax.imshow(picture, interpolation="nearest")
