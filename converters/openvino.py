@@ -22,10 +22,12 @@ from edgeseg.metadata import METADATA_KEY
 def export(graph, files: tuple[Path, ...], options) -> None:
     program = torch.export.export(graph.module, (graph.sample,), strict=False)
     model = ov.convert_model(program)
+    fix_input_shape(model, graph)
     model.inputs[0].get_tensor().set_names({graph.input_name})
     for port, name in zip(model.outputs, graph.output_names):
         port.get_tensor().set_names({name})
     model.set_rt_info(graph.metadata.to_json(), [METADATA_KEY])
+    set_model_info(model, graph.metadata)
     xml, bin_ = files
     # save_model names the .bin after the .xml; the atomic temp names differ, so save in a
     # scratch folder beside them and move each file onto its temp path. The pid in its name lets
@@ -34,6 +36,47 @@ def export(graph, files: tuple[Path, ...], options) -> None:
         ov.save_model(model, str(Path(scratch) / "model.xml"), compress_to_fp16=options.precision == "fp16")
         os.replace(Path(scratch) / "model.xml", xml)
         os.replace(Path(scratch) / "model.bin", bin_)
+
+
+# OpenVINO Model API (``openvino-model-api``) reads its wrapper's settings from rt_info/model_info.
+MODEL_INFO_KEY = "model_info"
+_MODEL_API_RESIZE = {"stretch": "standard", "letterbox": "fit_to_window_letterbox"}
+
+
+def model_info(meta) -> dict[str, str]:
+    """The ``model_info`` rt_info that makes ``model_api.models.Model.create_model(xml)`` a
+    SegmentationModel with the file's own preprocessing: Model API resizes and normalizes inside
+    the compiled model (mean/scale in the 0..255 pixel range), takes OpenCV's BGR frames
+    (``reverse_input_channels``: edgeseg models take RGB), takes the argmax and resizes the mask
+    to the image. Its labels are one whitespace-separated list, so spaces in class names become
+    ``_``."""
+    info = {
+        "model_type": "Segmentation",
+        "labels": " ".join(c.replace(" ", "_") for c in meta.classes),
+        "reverse_input_channels": "True",
+        "resize_type": _MODEL_API_RESIZE[meta.resize],
+        "interpolation_mode": "LINEAR",
+        "blur_strength": "-1",  # argmax as is: no smoothing, no confidence threshold
+        "soft_threshold": "-inf",
+    }
+    if not meta.include_preprocess:
+        info["mean_values"] = " ".join(f"{255.0 * m:.6g}" for m in meta.mean)
+        info["scale_values"] = " ".join(f"{255.0 * s:.6g}" for s in meta.std)
+    if meta.resize == "letterbox":
+        info["pad_value"] = str(round(255.0 * sum(meta.mean) / 3))
+    return info
+
+
+def fix_input_shape(model: ov.Model, graph) -> None:
+    """The image input at the exported size: ``convert_model`` of an ExportedProgram leaves it
+    dynamic ``[?,?,?,?]``, and consumers that adapt to the input (Model API embeds its resize
+    only for a static input, else reshapes the model to each image) would run it at other sizes."""
+    model.reshape({model.inputs[0]: ov.PartialShape(list(graph.sample.shape))})
+
+
+def set_model_info(model: ov.Model, meta) -> None:
+    for key, value in model_info(meta).items():
+        model.set_rt_info(value, [MODEL_INFO_KEY, key])
 
 
 def read_metadata(files: tuple[Path, ...]) -> str | None:

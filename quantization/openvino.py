@@ -20,7 +20,7 @@ import numpy as np
 import openvino as ov
 import torch
 
-from edgeseg.converters.openvino import load, read_metadata  # noqa: F401 (the target's interface)
+from edgeseg.converters.openvino import fix_input_shape, load, read_metadata, set_model_info  # noqa: F401
 from edgeseg.metadata import METADATA_KEY
 from edgeseg.quantization.calibration import calibration_inputs
 from edgeseg.quantization.gate import gate_int8_file
@@ -46,6 +46,7 @@ def export(graph, files: tuple[Path, ...], options) -> None:
     kept = {"ignored_scope": ignored_scope(quant.keep_float, modules)} if quant.keep_float else {}
     quantized = nncf.compress_weights(quantized, mode=nncf.CompressWeightsMode.INT8_SYM, **kept)
     quantized.set_rt_info(graph.metadata.to_json(), [METADATA_KEY])
+    set_model_info(quantized, graph.metadata)
     xml, bin_ = files
     with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".int8-") as scratch:
         path = Path(scratch) / "model.xml"
@@ -66,6 +67,7 @@ def float_model(graph) -> tuple[ov.Model, dict[str, str]]:
         program = torch.export.export(graph.module, (graph.sample,), strict=False)
     modules = {node.name: _module_path(node) for node in program.graph.nodes}
     model = ov.convert_model(program)
+    fix_input_shape(model, graph)
     model.inputs[0].get_tensor().set_names({graph.input_name})
     for port, name in zip(model.outputs, graph.output_names):
         port.get_tensor().set_names({name})
