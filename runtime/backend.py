@@ -87,8 +87,24 @@ class Backend(ABC):
         ``set_tensor``: 3 MB for a 512 x 512 float32 image)."""
         return None
 
+    def declared_metadata(self) -> tuple[dict, str] | None:
+        """For a file without edgeseg metadata: what the file's standard metadata declares (TFLite
+        Metadata, OpenVINO Model API ``model_info``) as ModelMetadata fields, and where it was
+        read; None where the format has none or the file carries none."""
+        return None
+
+    def output_activation(self, name: str) -> str | None:
+        """The op that produces output ``name`` when it is an activation (``"sigmoid"``), so a
+        single-channel output is known to be a probability; None where unknown."""
+        return None
+
     def close(self) -> None:
         """Release native resources (optional)."""
+
+    @classmethod
+    def available_devices(cls) -> list[str]:
+        """The ``device=`` names this install and machine can run (``cpu`` first)."""
+        return ["cpu"]
 
 
 def import_backend_library(module: str, extra: str, what: str):
@@ -101,11 +117,6 @@ def import_backend_library(module: str, extra: str, what: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise BackendUnavailableError(
-    @classmethod
-    def available_devices(cls) -> list[str]:
-        """The ``device=`` names this install and machine can run (``cpu`` first)."""
-        return ["cpu"]
-
             f"running {what} files needs the {module!r} package, which is not installed ({exc}); "
             f'install it with `pip install "edgeseg[{extra}]"`'
         ) from exc

@@ -73,5 +73,10 @@ class DeviceUnavailableError(BackendUnavailableError):
     GPU plugin, a delegate library that will not load); the message lists what is available."""
 
 
+class MetadataError(EdgesegError, ValueError):
+    """Metadata that ``load(metadata=...)`` or a file's standard metadata gives and the runtime
+    cannot use: an unknown field, a bad value, or one that contradicts the graph."""
+
+
 class MissingMetadataWarning(UserWarning):
     """The file carries no edgeseg metadata; the runtime guessed from the graph and says how."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import os
 import struct
-import warnings
 from pathlib import Path
 
 from edgeseg import integrity
@@ -15,11 +14,11 @@ from edgeseg.metadata import ModelMetadata
 from edgeseg.runtime.backend import Backend
 from edgeseg.runtime.errors import (
     ConfigError,
-    MissingMetadataWarning,
     ModelFileError,
     ModelFileNotFoundError,
     UnsupportedModelError,
 )
+from edgeseg.runtime.foreign import apply_overrides, check_overrides, foreign_metadata
 from edgeseg.runtime.session import SegmentationSession
 
 # Backend name -> "module:class"; modules are imported only when a file needs them.
@@ -49,6 +48,7 @@ def load(
     threads: int | None = None,
     precision: str | None = None,
     device: str | None = None,
+    metadata: dict | None = None,
 ) -> SegmentationSession:
     """Open a converted model file (or an edgeseg checkpoint, the PyTorch reference).
 
@@ -60,9 +60,11 @@ def load(
     ``None``/``"cpu"`` the CPU, ``"auto"`` the best accelerator available, or one by name
     (``"cuda"``, ``"tensorrt"``, ``"qnn"`` ONNX Runtime providers; ``"gpu"``, ``"npu"`` OpenVINO
     devices; ``"gpu"``, ``"delegate:/path/lib.so"`` LiteRT delegates). ``seg.device`` says what
-    actually runs it.
+    actually runs it. ``metadata``: ModelMetadata fields by name that replace what the file says
+    (``{"classes": (...), "mean": (...), "std": (...)}``), e.g. for a file edgeseg did not write.
     """
     path = Path(path)
+    overrides = check_overrides(metadata)
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ConfigError(f"threads={threads!r} must be a positive integer, or None for the default")
     name = _backend_name(path, backend)
@@ -73,7 +75,7 @@ def load(
         backend_obj = backend_class(path, threads=threads, precision=precision, device=device)
     else:  # backends from elsewhere (tests, plug-ins) may not take device=
         backend_obj = backend_class(path, threads=threads, precision=precision)
-    metadata = read_metadata(backend_obj)
+    metadata = read_metadata(backend_obj, overrides)
     if integrity.stamped(metadata.checksum) and metadata.checksum != checksum:
         raise ModelFileError(
             f"{path}: its metadata records a checksum, but the file's bytes hold no readable copy "
@@ -82,61 +84,22 @@ def load(
     return SegmentationSession(backend_obj, metadata)
 
 
-def read_metadata(backend: Backend) -> ModelMetadata:
-    """The file's edgeseg metadata, or defaults read off the graph with a warning that says so."""
+def read_metadata(backend: Backend, overrides: dict | None = None) -> ModelMetadata:
+    """The file's edgeseg metadata (with ``overrides`` applied); for a file without it, what its
+    standard metadata declares and the graph shows, with a warning naming every default assumed
+    (see :mod:`edgeseg.runtime.foreign`)."""
+    overrides = check_overrides(overrides)
     text = backend.metadata_json()
-    if text is not None:
-        try:
-            return ModelMetadata.from_json(text)
-        except (MetadataConfigError, TypeError, KeyError, ValueError, AttributeError) as exc:
-            # from_dict on damaged JSON can fail on any field
-            raise ModelFileError(
-                f"{backend.path}: its edgeseg metadata is invalid ({exc}); convert the model again"
-            ) from exc
-    metadata = _default_metadata(backend)
-    h, w = metadata.input_size
-    warnings.warn(
-        f"{backend.path.name} carries no edgeseg metadata; running it with defaults read off the "
-        f"graph: {metadata.num_classes} classes, {h}x{w} {metadata.layout} input, ImageNet mean/std "
-        f"normalization {'inside the graph' if metadata.include_preprocess else 'in numpy'}, "
-        f"stretch resize, {'argmax in graph' if metadata.argmax else 'logits out'}. Convert with "
-        "edgeseg to embed the real classes, palette and normalization",
-        MissingMetadataWarning,
-        stacklevel=3,
-    )
-    return metadata
-
-
-def _default_metadata(backend: Backend) -> ModelMetadata:
-    shape = backend.input.shape
-    if len(shape) != 4 or (shape[1] != 3 and shape[3] != 3):
-        raise UnsupportedModelError(
-            f"{backend.path} has no edgeseg metadata and its input {shape} is not one RGB image "
-            "(1, 3, H, W) or (1, H, W, 3); convert the model with edgeseg"
-        )
-    layout = "nchw" if shape[1] == 3 else "nhwc"
-    size = shape[2:4] if layout == "nchw" else shape[1:3]
-    if min(size) < 1:
-        raise UnsupportedModelError(
-            f"{backend.path} has no edgeseg metadata and a dynamic input size {shape}; the runtime "
-            "cannot guess the size it was trained at. Convert the model with edgeseg"
-        )
-    (output,) = list(backend.outputs.values())[:1]
-    argmax = len(output.shape) == 3 or (output.dtype.kind in "iu" and not output.quantized)
-    classes = 256 if argmax else output.shape[1 if layout == "nchw" else 3]
-    if classes < 1:
-        raise UnsupportedModelError(
-            f"{backend.path} has no edgeseg metadata and its output {output.shape} has a dynamic "
-            "class count; convert the model with edgeseg"
-        )
-    return ModelMetadata(
-        model="unknown",
-        classes=tuple(f"class_{i}" for i in range(classes)),
-        input_size=tuple(size),
-        layout=layout,
-        include_preprocess=backend.input.dtype.kind in "iu" and not backend.input.quantized,
-        argmax=argmax,
-    )
+    if text is None:
+        return foreign_metadata(backend, overrides)
+    try:
+        metadata = ModelMetadata.from_json(text)
+    except (MetadataConfigError, TypeError, KeyError, ValueError, AttributeError) as exc:
+        # from_dict on damaged JSON can fail on any field
+        raise ModelFileError(
+            f"{backend.path}: its edgeseg metadata is invalid ({exc}); convert the model again"
+        ) from exc
+    return apply_overrides(metadata, overrides, backend.path)
 
 
 def _backend_name(path: Path, backend: str | None) -> str:

@@ -22,7 +22,7 @@ from edgeseg.runtime.backend import (
     Backend, TensorInfo, import_backend_library, require_graph_io, undecodable_metadata,
 )
 from edgeseg.runtime.devices import AUTO, auto_note, parse_device, unavailable_device, unknown_device
-from edgeseg.runtime.errors import ConfigError, ModelFileError, ModelFileNotFoundError
+from edgeseg.runtime.errors import ConfigError, MetadataError, ModelFileError, ModelFileNotFoundError
 
 # load(precision=...) -> OpenVINO INFERENCE_PRECISION_HINT.
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
@@ -103,6 +103,71 @@ def _config(core, target: str, threads, hint: str, precision, request) -> dict:
     return config
 
 
+def _model_info(model) -> dict[str, str]:
+    """OpenVINO Model API's ``model_info`` rt_info as strings ({} when the file has none)."""
+    if not model.has_rt_info(["model_info"]):
+        return {}
+    return {key: str(model.get_rt_info(["model_info", key]).astype(str)) for key in model.get_rt_info()["model_info"]}
+
+
+def _output_activations(model) -> dict[str, str]:
+    """Output name -> "sigmoid"/"softmax" where the output is that op's result (through converts)."""
+    found = {}
+    for port in model.outputs:
+        node = port.get_node().input_value(0).get_node()
+        while node.get_type_name() in ("Convert", "FakeQuantize", "Reshape") and node.get_input_size():
+            node = node.input_value(0).get_node()
+        kind = {"Sigmoid": "sigmoid", "Softmax": "softmax"}.get(node.get_type_name())
+        if kind and port.get_names():
+            found[port.get_any_name()] = kind
+    return found
+
+
+# Model API resize_type -> ModelMetadata.resize.
+_MODEL_API_RESIZE = {"standard": "stretch", "fit_to_window_letterbox": "letterbox"}
+
+
+def model_info_fields(info: dict[str, str], path: Path) -> dict:
+    """ModelMetadata fields from Model API's ``model_info``: labels, mean/scale values (0..255
+    pixel range), reverse_input_channels (False: the model takes BGR), resize_type."""
+
+    def floats(key: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(v) for v in info[key].split())
+        except ValueError as exc:
+            raise MetadataError(f"{path}: model_info {key} {info[key]!r} is not a list of numbers") from exc
+        if len(values) not in (1, 3):
+            raise MetadataError(
+                f"{path}: model_info {key} holds {len(values)} values; give 1 or 3 (one per channel), "
+                "or override mean/std with load(path, metadata={...})"
+            )
+        return tuple(float(v) for v in np.broadcast_to(values, 3))
+
+    fields: dict = {}
+    if info.get("labels", "").strip() not in ("", "None"):
+        fields["classes"] = tuple(info["labels"].split())
+    if "mean_values" in info or "scale_values" in info:
+        mean = floats("mean_values") if info.get("mean_values", "").strip() else (0.0, 0.0, 0.0)
+        scale = floats("scale_values") if info.get("scale_values", "").strip() else (1.0, 1.0, 1.0)
+        if any(s <= 0 for s in scale):
+            raise MetadataError(f"{path}: model_info scale_values {scale} has a value <= 0")
+        fields["mean"] = tuple(m / 255.0 for m in mean)
+        fields["std"] = tuple(s / 255.0 for s in scale)
+    # Model API is given OpenCV (BGR) frames; without reverse_input_channels the model takes them so.
+    if info.get("reverse_input_channels", "False") not in ("True", "YES"):
+        fields["extra"] = {"channel_order": "bgr"}
+    resize = info.get("resize_type")
+    if resize is not None:
+        if resize not in _MODEL_API_RESIZE:
+            raise MetadataError(
+                f"{path}: model_info resize_type {resize!r} has no edgeseg equivalent (stretch = "
+                "'standard', letterbox = 'fit_to_window_letterbox'); override it with "
+                "load(path, metadata={'resize': 'stretch'})"
+            )
+        fields["resize"] = _MODEL_API_RESIZE[resize]
+    return fields
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
     thread_safe = True
@@ -136,6 +201,8 @@ class OpenVinoBackend(Backend):
         except UnicodeDecodeError as exc:
             raise undecodable_metadata(path, exc) from exc
         require_graph_io(path, len(model.inputs), len(model.outputs))
+        self._model_info = _model_info(model)  # Model API's settings, read when there is no edgeseg entry
+        self._activations = _output_activations(model)
         config = _config(core, target, threads, hint, precision, parse_device(device))
         try:
             self._compiled = core.compile_model(model, target, config)
@@ -162,6 +229,14 @@ class OpenVinoBackend(Backend):
 
     def metadata_json(self) -> str | None:
         return self._metadata
+
+    def declared_metadata(self) -> tuple[dict, str] | None:
+        if not self._model_info:
+            return None
+        return model_info_fields(self._model_info, self.path), "its OpenVINO Model API model_info"
+
+    def output_activation(self, name: str) -> str | None:
+        return self._activations.get(name)
 
     def _request(self):
         request = getattr(self._local, "request", None)

@@ -84,7 +84,10 @@ class Preprocessor:
         when given, else into this thread's buffer."""
         placement = self.place(*image.shape[:2])
         pixels = np.ascontiguousarray(self.resized(image, placement))
-        # Model channel c reads image channel source[c]: BGR frames are reordered for free here.
+        # Model channel c reads image channel source[c]: BGR frames (or a model that takes BGR,
+        # extra["channel_order"]) are reordered for free here.
+        if self.metadata.extra.get("channel_order") == "bgr":
+            bgr = not bgr
         source = (2, 1, 0) if bgr else (0, 1, 2)
         tensor = self._buffer() if out is None else out
         if out is not None and (out.shape != self.shape or out.dtype != self.tensor.dtype):
@@ -152,6 +155,9 @@ class Postprocessor:
         self.mask_dtype = np.uint8 if num_classes <= 256 else np.uint16
         self.num_classes = num_classes
         self.class_axis = 1 if metadata.layout == "nchw" else 3
+        # A binary segmenter (one output channel): foreground where the value passes this
+        # (0.5 for a probability, 0 for a logit; set by edgeseg.runtime.foreign).
+        self.binary_threshold = None if metadata.argmax else metadata.extra.get("binary_threshold")
 
     def mask(self, output: np.ndarray, placement: Placement, height: int, width: int) -> np.ndarray:
         if self.metadata.argmax:
@@ -164,6 +170,11 @@ class Postprocessor:
                     f"{self.num_classes} classes; the metadata belongs to another model: convert it again"
                 )
             small = small.astype(self.mask_dtype, copy=False)
+        elif self.binary_threshold is not None:
+            values = output[0, 0] if self.class_axis == 1 else output[0, ..., 0]
+            if self.tensor.quantized:
+                values = dequantize(values, self.tensor)
+            small = (values > np.float32(self.binary_threshold)).astype(self.mask_dtype)
         else:
             # Dequantizing is monotonic (scale > 0): argmax of the raw integers is the same.
             small = argmax_classes(output[0], self.class_axis - 1).astype(self.mask_dtype, copy=False)
@@ -310,7 +321,8 @@ def check_graph(metadata: ModelMetadata, tensor: TensorInfo, output: TensorInfo,
             )
     else:
         axis = 1 if metadata.layout == "nchw" else 3
-        if len(output.shape) != 4 or output.shape[axis] not in (-1, num_classes):
+        binary = metadata.extra.get("binary_threshold") is not None and num_classes == 2
+        if len(output.shape) != 4 or output.shape[axis] not in (-1, 1 if binary else num_classes):
             raise UnsupportedModelError(
                 f"the graph output {output.name!r} has shape {output.shape}, not {num_classes} "
                 f"class logits in {metadata.layout}; is argmax inside the graph without the "

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgeseg.metadata import METADATA_KEY
 from edgeseg.runtime.backend import Backend, TensorInfo, refuse_precision
-from edgeseg.runtime.errors import BackendUnavailableError, ModelFileError
+from edgeseg.runtime.errors import BackendUnavailableError, MetadataError, ModelFileError
 
 # Where an Interpreter class can come from, preferred first.
 _INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
@@ -116,6 +116,40 @@ def _cpu_ops(interpreter) -> list[str]:
     return [op.get("op_name", "?") for op in ops if "DELEGATE" not in str(op.get("op_name", "")).upper()]
 
 
+# TFLite ops that end a graph in an activation, and ops an output may pass through after it.
+_ACTIVATIONS = {"LOGISTIC": "sigmoid", "SOFTMAX": "softmax"}
+_PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "TRANSPOSE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"}
+
+
+def standard_fields(standard, path: Path) -> dict:
+    """ModelMetadata fields from a file's standard TFLite metadata. NormalizationOptions are in the
+    input's pixel range (0..255); ModelMetadata's mean/std are for pixels scaled to [0, 1]."""
+    fields: dict = {}
+    if standard.name:
+        fields["model"] = standard.name
+    if standard.color_space == "GRAYSCALE":
+        raise MetadataError(
+            f"{path}: its TFLite metadata declares a GRAYSCALE image input (ImageProperties.color_space); "
+            "edgeseg.runtime feeds RGB images. Convert the model for RGB input"
+        )
+    if standard.image_size is not None:
+        fields["input_size"] = standard.image_size
+    if standard.mean or standard.std:
+        if len(standard.mean) not in (1, 3) or len(standard.std) not in (1, 3):
+            raise MetadataError(
+                f"{path}: its TFLite NormalizationOptions hold {len(standard.mean)} mean and "
+                f"{len(standard.std)} std values; give 1 (every channel) or 3 (R, G, B) of each, or "
+                "override them: load(path, metadata={'mean': (...), 'std': (...)}) for pixels in [0, 1]"
+            )
+        if any(s <= 0 for s in standard.std):
+            raise MetadataError(f"{path}: its TFLite NormalizationOptions std {standard.std} has a value <= 0")
+        fields["mean"] = tuple(m / 255.0 for m in np.broadcast_to(standard.mean, 3))
+        fields["std"] = tuple(s / 255.0 for s in np.broadcast_to(standard.std, 3))
+    if standard.outputs and standard.outputs[0].labels:
+        fields["classes"] = standard.outputs[0].labels
+    return fields
+
+
 class TfliteBackend(Backend):
     name = "litert"
     thread_safe = False
@@ -196,6 +230,35 @@ class TfliteBackend(Backend):
                 f"{self.path}: the edgeseg metadata is not UTF-8 text ({exc}); the file is "
                 "corrupted: convert the model again"
             ) from exc
+
+    def declared_metadata(self) -> tuple[dict, str] | None:
+        from edgeseg.runtime.tflite_metadata import TFLiteMetadataError, read_standard_metadata
+
+        try:
+            standard = read_standard_metadata(self._bytes)
+        except TFLiteMetadataError as exc:
+            raise MetadataError(f"{self.path}: {exc}") from exc
+        if standard is None:
+            return None
+        return standard_fields(standard, self.path), "its standard TFLite metadata"
+
+    def output_activation(self, name: str) -> str | None:
+        # Walk back from the output through ops that do not change what the values mean.
+        producers = {}
+        for op in self._interpreter._get_ops_details():
+            if op["op_name"] == "DELEGATE":  # XNNPACK's node stands for the graph's own ops
+                continue
+            for index in op["outputs"]:
+                producers[int(index)] = op
+        index = self._output_index.get(name)
+        while index in producers:
+            op = producers[index]
+            if op["op_name"] in _ACTIVATIONS:
+                return _ACTIVATIONS[op["op_name"]]
+            if op["op_name"] not in _PASS_THROUGH or not len(op["inputs"]):
+                return None
+            index = int(op["inputs"][0])
+        return None
 
     def input_view(self) -> np.ndarray:
         return self._interpreter.tensor(self._input_index)()
