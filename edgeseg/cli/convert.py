@@ -26,9 +26,12 @@ def convert(
         None, "--domain", help="Multi-domain models: one domain's file, or 'all' for one file per "
         "domain. Left out: one file with an output per domain."
     ),
-    layout: str = typer.Option("nchw", "--layout", help="Image input layout: nchw or nhwc."),
-    include_preprocess: bool = typer.Option(
-        False, "--include-preprocess", help="The file takes uint8 RGB 0..255 and normalizes inside."
+    layout: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--layout", help="Image input layout: nchw or nhwc (default: nhwc for tflite, nchw otherwise)."
+    ),
+    include_preprocess: Optional[bool] = typer.Option(  # noqa: UP007
+        None, "--include-preprocess/--no-include-preprocess",
+        help="The file takes uint8 RGB 0..255 and normalizes inside (default: yes for tflite, no otherwise).",
     ),
     argmax: bool = typer.Option(False, "--argmax", help="Output the class mask instead of logits."),
     out: Optional[str] = typer.Option(  # noqa: UP007
