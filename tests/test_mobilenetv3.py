@@ -15,6 +15,7 @@ from torch import nn
 
 from edgeseg.checkpoint import load_weights
 from edgeseg.errors import CheckpointError, ConfigError, InputShapeError
+from edgeseg.metadata import ModelMetadata
 from edgeseg.models import create_model
 from edgeseg.models.layers import ConvBNAct, SqueezeExcitation, make_divisible
 from edgeseg.models.mobilenetv3 import InvertedResidual
@@ -347,12 +348,13 @@ def test_metadata_from_class_names():
 
 
 @pytest.mark.parametrize("cfg, match", [
-    ({}, "num_classes=N or classes"),
+    ({}, r"give num_classes \(>= 1\), classes"),
     ({"num_classes": 3, "classes": ("a", "b")}, "num_classes=3 but 2 class names"),
-    ({"num_classes": 0}, "num_classes must be >= 1"),
+    ({"num_classes": 0}, r"give num_classes \(>= 1\).*got num_classes=0"),
     ({"num_classes": 3, "width_mult": 0}, "width_mult must be > 0"),
     ({"num_classes": 3, "inter_channels": 0}, "inter_channels must be >= 1"),
     ({"num_classes": 3, "output_stride": 8}, "cannot build"),
+    ({"num_classes": 3, "metadata": ModelMetadata(model="x", classes=("a", "b"))}, "num_classes=3 but metadata has 2"),
 ])
 def test_bad_builder_arguments_are_refused(cfg, match):
     with pytest.raises(ConfigError, match=match):

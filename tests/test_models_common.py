@@ -100,3 +100,18 @@ def test_checkpoint_of_model_built_with_metadata(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if not n.startswith("multidomain_")])
+def test_every_builder_takes_the_same_metadata_keywords(name):
+    # One resolver: classes/palette/input_size as keywords, or a whole ModelMetadata, on every model.
+    from edgeseg.metadata import ModelMetadata
+
+    palette = ((1, 2, 3), (4, 5, 6))
+    a = create_model(name, classes=("road", "car"), palette=palette, input_size=(64, 96), **tiny_config(name))
+    b = create_model(name, metadata=ModelMetadata(model="x", classes=("road", "car"), palette=palette,
+                                                  input_size=(64, 96)), **tiny_config(name))
+    for model in (a, b):
+        assert model.metadata.model == name
+        assert model.metadata.classes == ("road", "car") and model.metadata.palette == palette
+        assert model.metadata.input_size == (64, 96)

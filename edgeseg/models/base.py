@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeseg.errors import InputShapeError
-from edgeseg.metadata import ModelMetadata
+from collections.abc import Sequence
+
+from edgeseg.errors import ConfigError, InputShapeError
+from edgeseg.metadata import ModelMetadata, default_classes
 
 
 class SegmentationModel(nn.Module):
@@ -69,3 +71,52 @@ class SegmentationModel(nn.Module):
         h, w = (height, width) if height and width else self.metadata.input_size
         self.check_input_size(h, w)
         return torch.randn(1, 3, h, w)
+
+
+def resolve_metadata(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    classes: Sequence[str] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    input_size: Sequence[int] | None = None,
+    metadata: ModelMetadata | None = None,
+) -> ModelMetadata:
+    """The metadata a builder starts from; every zoo builder takes these same keywords.
+
+    The classes come from ``metadata``, ``classes`` or ``num_classes`` (several of them only when
+    they agree); ``palette`` and ``input_size`` override what ``metadata`` says. The result is
+    named ``name``.
+    """
+    if metadata is not None:
+        if num_classes is not None and int(num_classes) != metadata.num_classes:
+            raise ConfigError(
+                f"{name}: num_classes={num_classes} but metadata has {metadata.num_classes} classes; "
+                "give only metadata, or make them agree"
+            )
+        if classes is not None and tuple(classes) != metadata.classes:
+            raise ConfigError(f"{name}: classes differ from metadata.classes; give only one of them")
+        changes: dict = {"model": name}
+        if palette:
+            changes["palette"] = tuple(tuple(c) for c in palette)
+        if input_size is not None:
+            changes["input_size"] = tuple(input_size)
+        return metadata.replace(**changes)
+    if classes is None:
+        if num_classes is None or int(num_classes) < 1:
+            raise ConfigError(
+                f"{name}: give num_classes (>= 1), classes (a list of class names) or metadata, "
+                f"got num_classes={num_classes!r}"
+            )
+        classes = default_classes(int(num_classes))
+    elif num_classes is not None and int(num_classes) != len(classes):
+        raise ConfigError(
+            f"{name}: num_classes={num_classes} but {len(classes)} class names; give one of them, "
+            "or make them agree"
+        )
+    fields: dict = {"model": name, "classes": tuple(classes)}
+    if palette:
+        fields["palette"] = tuple(tuple(c) for c in palette)
+    if input_size is not None:
+        fields["input_size"] = tuple(input_size)
+    return ModelMetadata(**fields)

@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.errors import ConfigError
-from edgeseg.metadata import ModelMetadata, default_classes
-from edgeseg.models.base import SegmentationModel
+from edgeseg.metadata import ModelMetadata
+from edgeseg.models.base import SegmentationModel, resolve_metadata
 from edgeseg.models.layers import ConvBNAct, make_divisible
 from edgeseg.models.lraspp import LRASPPHead
 from edgeseg.models.registry import register_model
@@ -582,33 +582,6 @@ class MobileFormerLRASPP(SegmentationModel):
 # --------------------------------------------------------------------------------------------
 
 
-def _resolve_metadata(name: str, num_classes: int | None, classes: Sequence[str] | None,
-                      metadata: ModelMetadata | None) -> ModelMetadata:
-    if metadata is not None:
-        given = metadata.num_classes
-        if (num_classes is not None and num_classes != given) or (
-            classes is not None and tuple(classes) != metadata.classes
-        ):
-            raise ConfigError(
-                f"{name}: metadata has {given} classes but num_classes/classes say otherwise; "
-                "give only metadata, or make them agree"
-            )
-        return metadata.replace(model=name)
-    if classes is not None:
-        if num_classes is not None and num_classes != len(classes):
-            raise ConfigError(
-                f"{name}: num_classes={num_classes} but {len(classes)} class names given; "
-                "leave num_classes out when you give classes"
-            )
-        return ModelMetadata(model=name, classes=tuple(classes))
-    if num_classes is None or num_classes < 1:
-        raise ConfigError(
-            f"{name}: give num_classes (>= 1), classes (a list of names) or metadata, "
-            f"got num_classes={num_classes}"
-        )
-    return ModelMetadata(model=name, classes=default_classes(num_classes))
-
-
 def _build_lraspp(variant: str):
     name = f"mobileformer_lraspp_{variant}"
 
@@ -616,6 +589,8 @@ def _build_lraspp(variant: str):
         *,
         num_classes: int | None = None,
         classes: Sequence[str] | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+        input_size: Sequence[int] | None = None,
         metadata: ModelMetadata | None = None,
         width_mult: float = 1.0,
         token_dim: int | None = None,
@@ -636,7 +611,8 @@ def _build_lraspp(variant: str):
             token_dim=paper.token_dim if token_dim is None else token_dim,
             num_tokens=paper.num_tokens if num_tokens is None else num_tokens,
         )
-        meta = _resolve_metadata(name, num_classes, classes, metadata)
+        meta = resolve_metadata(name, num_classes=num_classes, classes=classes, palette=palette,
+                                input_size=input_size, metadata=metadata)
         return MobileFormerLRASPP(cfg, meta, inter_channels)
 
     build.__name__ = name

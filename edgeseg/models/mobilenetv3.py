@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from edgeseg.errors import ConfigError
-from edgeseg.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata, default_classes
-from edgeseg.models.base import SegmentationModel
+from edgeseg.metadata import ModelMetadata
+from edgeseg.models.base import SegmentationModel, resolve_metadata
 from edgeseg.models.layers import ConvBNAct, SqueezeExcitation, make_divisible
 from edgeseg.models.lraspp import LRASPPHead
 from edgeseg.models.registry import register_model
@@ -272,32 +272,6 @@ class LRASPP(SegmentationModel):
         return self.classifier
 
 
-def _metadata(
-    name: str,
-    num_classes: int | None,
-    classes: tuple[str, ...] | list[str] | None,
-    palette: tuple | list | None,
-    input_size: tuple[int, int] | list[int],
-) -> ModelMetadata:
-    if classes is None and num_classes is None:
-        raise ConfigError(f"{name}: give num_classes=N or classes=(names...)")
-    if classes is not None and num_classes is not None and len(classes) != num_classes:
-        raise ConfigError(
-            f"{name}: num_classes={num_classes} but {len(classes)} class names; give one of them, "
-            "or make them agree"
-        )
-    if classes is None and num_classes < 1:
-        raise ConfigError(f"{name}: num_classes must be >= 1, got {num_classes}")
-    return ModelMetadata(
-        model=name,
-        classes=tuple(classes) if classes is not None else default_classes(num_classes),
-        palette=tuple(tuple(c) for c in palette) if palette else (),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        input_size=tuple(input_size),
-    )
-
-
 def _lraspp_mobilenetv3(
     config: MobileNetV3Config, inter_channels: int, metadata: ModelMetadata
 ) -> LRASPP:
@@ -315,7 +289,8 @@ def lraspp_mobilenetv3_large(
     num_classes: int | None = None,
     classes: tuple[str, ...] | None = None,
     palette: tuple[tuple[int, int, int], ...] | None = None,
-    input_size: tuple[int, int] = (512, 512),
+    input_size: tuple[int, int] | None = None,
+    metadata: ModelMetadata | None = None,
     width_mult: float = 1.0,
     dilated: bool = True,
     reduced_tail: bool = False,
@@ -328,7 +303,8 @@ def lraspp_mobilenetv3_large(
         LARGE_BNECKS, width_mult=width_mult, dilated=dilated, reduced_tail=reduced_tail
     )
     return _lraspp_mobilenetv3(
-        config, inter_channels, _metadata(name, num_classes, classes, palette, input_size)
+        config, inter_channels, resolve_metadata(name, num_classes=num_classes, classes=classes,
+                                                 palette=palette, input_size=input_size, metadata=metadata)
     )
 
 
@@ -338,7 +314,8 @@ def lraspp_mobilenetv3_small(
     num_classes: int | None = None,
     classes: tuple[str, ...] | None = None,
     palette: tuple[tuple[int, int, int], ...] | None = None,
-    input_size: tuple[int, int] = (512, 512),
+    input_size: tuple[int, int] | None = None,
+    metadata: ModelMetadata | None = None,
     width_mult: float = 1.0,
     dilated: bool = True,
     reduced_tail: bool = False,
@@ -350,5 +327,6 @@ def lraspp_mobilenetv3_small(
         SMALL_BNECKS, width_mult=width_mult, dilated=dilated, reduced_tail=reduced_tail
     )
     return _lraspp_mobilenetv3(
-        config, inter_channels, _metadata(name, num_classes, classes, palette, input_size)
+        config, inter_channels, resolve_metadata(name, num_classes=num_classes, classes=classes,
+                                                 palette=palette, input_size=input_size, metadata=metadata)
     )

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.errors import ConfigError
-from edgeseg.metadata import ModelMetadata, default_classes
-from edgeseg.models.base import SegmentationModel
+from edgeseg.metadata import ModelMetadata
+from edgeseg.models.base import SegmentationModel, resolve_metadata
 from edgeseg.models.registry import register_model
 
 
@@ -341,32 +341,13 @@ def build_segformer(
     name: str,
     num_classes: int | None = None,
     classes: Sequence[str] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    input_size: Sequence[int] | None = None,
     metadata: ModelMetadata | None = None,
 ) -> SegFormer:
     """A SegFormer with ``config``; classes come from ``metadata``, ``classes`` or ``num_classes``."""
-    return SegFormer(config, _resolve_metadata(name, num_classes, classes, metadata))
-
-
-def _resolve_metadata(
-    name: str, num_classes: int | None, classes: Sequence[str] | None, metadata: ModelMetadata | None
-) -> ModelMetadata:
-    if metadata is None:
-        if classes is None:
-            if num_classes is None or int(num_classes) < 1:
-                raise ConfigError(
-                    f"{name}: give num_classes (>= 1) or classes (a list of class names), got "
-                    f"num_classes={num_classes!r}"
-                )
-            classes = default_classes(int(num_classes))
-        metadata = ModelMetadata(model=name, classes=tuple(classes))
-    if num_classes is not None and int(num_classes) != metadata.num_classes:
-        raise ConfigError(
-            f"{name}: num_classes={num_classes} but {metadata.num_classes} class names were given; "
-            "leave num_classes out or make them agree"
-        )
-    if classes is not None and tuple(classes) != metadata.classes:
-        raise ConfigError(f"{name}: classes differ from metadata.classes; give only one of them")
-    return metadata
+    return SegFormer(config, resolve_metadata(name, num_classes=num_classes, classes=classes, palette=palette,
+                                              input_size=input_size, metadata=metadata))
 
 
 _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(SegFormerConfig))
@@ -386,6 +367,8 @@ def segformer_b0(
     *,
     num_classes: int | None = None,
     classes: Sequence[str] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    input_size: Sequence[int] | None = None,
     metadata: ModelMetadata | None = None,
     **config_overrides: Any,
 ) -> SegFormer:
@@ -397,9 +380,8 @@ def segformer_b0(
             f"segformer_b0: unknown option(s) {unknown}; SegFormerConfig fields are {list(_CONFIG_FIELDS)}"
         )
     config = SegFormerConfig(**config_overrides)
-    return build_segformer(
-        config, name="segformer_b0", num_classes=num_classes, classes=classes, metadata=metadata
-    )
+    return build_segformer(config, name="segformer_b0", num_classes=num_classes, classes=classes,
+                           palette=palette, input_size=input_size, metadata=metadata)
 
 
 __all__ = [
