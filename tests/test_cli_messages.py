@@ -121,3 +121,29 @@ def test_readme_install_line_is_not_redundant():
 @pytest.fixture(autouse=True)
 def _no_display(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
+
+
+def test_predict_raw_masks_for_opencv_and_overlay_legend(model_files, tmp_path):
+    import cv2
+
+    (tmp_path / "images").mkdir()
+    paths = [tmp_path / "images" / "im0.png"]
+    Image.fromarray(random_image(240, 320)).save(paths[0])  # room for the legend beside the picture
+    image = np.asarray(Image.open(paths[0]))
+    seg = rt.load(model_files["onnx"])
+    mask = seg.predict(image)
+    run = cli("predict", str(model_files["onnx"]), str(paths[0]), "--out", str(tmp_path / "palette"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    # The default palette PNG holds the ids (Pillow reads them) but OpenCV turns it into colours.
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "palette" / "im0.png")), mask)
+    assert cv2.imread(str(tmp_path / "palette" / "im0.png"), cv2.IMREAD_UNCHANGED).ndim == 3
+    run = cli("predict", str(model_files["onnx"]), str(paths[0]), "--out", str(tmp_path / "raw"),
+              "--mask-format", "raw", "--overlay", "--legend")
+    assert run.returncode == 0, run.stderr[-2000:]
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "raw" / "im0.png"), cv2.IMREAD_UNCHANGED), mask)
+    drawn = np.asarray(Image.open(tmp_path / "raw" / "im0_overlay.png"))
+    plain = seg.overlay(image, mask)
+    assert not np.array_equal(drawn[:8, -8:], plain[:8, -8:])  # the legend, top right
+    np.testing.assert_array_equal(drawn[-8:, :8], plain[-8:, :8])  # the rest is the overlay
+    run = cli("predict", str(model_files["onnx"]), str(paths[0]), "--out", str(tmp_path / "x"), "--legend")
+    assert run.returncode == 2 and "add --overlay" in run.stderr

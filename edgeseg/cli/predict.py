@@ -28,8 +28,13 @@ def predict(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the backend."),  # noqa: UP007
     device: Optional[str] = DEVICE,  # noqa: UP007
     as_json: bool = JSON,
+    legend: bool = typer.Option(False, "--legend", help="With --overlay: draw the classes in view with their colours (top right)."),
+    mask_format: str = typer.Option(
+        "palette", "--mask-format",
+        help="palette: PNG whose pixel values are class ids, coloured in viewers (Pillow reads the ids; "
+        "OpenCV converts it to colours). raw: grayscale PNG of class ids (cv2.imread(p, cv2.IMREAD_UNCHANGED))."),
 ) -> None:
-    """Write each image's class mask as <name>.png (palette PNG: pixel value = class id)."""
+    """Write each image's class mask as <name>.png (pixel value = class id; palette or raw PNG)."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -37,6 +42,10 @@ def predict(
     from edgeseg.cli.inputs import expand_image_paths
 
     images = expand_image_paths(images)  # a folder stands for the images in it
+    if mask_format not in MASK_FORMATS:
+        raise ConfigError(f"--mask-format {mask_format!r} is not one of {', '.join(MASK_FORMATS)}")
+    if legend and not overlay:
+        raise ConfigError("--legend draws on the overlay: add --overlay")
     check_output_names(images, out, overlay)
     ensure_folder(out)  # a file in the way or a read-only folder: said before the model loads
     seg = rt.load(model, backend=backend, threads=threads, device=device)
@@ -49,9 +58,12 @@ def predict(
         for path in images:
             image = read_rgb(path)
             mask = seg.predict(image, domain=domain)
-            write_mask_png(out / f"{path.stem}.png", mask, palette)
+            write_mask_png(out / f"{path.stem}.png", mask, palette, raw=mask_format == "raw")
             if overlay:
-                write_rgb_png(out / f"{path.stem}_overlay.png", seg.overlay(image, mask, alpha, domain=domain))
+                picture = seg.overlay(image, mask, alpha, domain=domain)
+                if legend:
+                    picture = with_legend(picture, mask, seg.classes(domain), palette)
+                write_rgb_png(out / f"{path.stem}_overlay.png", picture)
             progress.advance(task)
             if as_json:
                 written.append(_mask_summary(path, out, mask, seg.classes(domain), overlay))
@@ -108,15 +120,31 @@ def read_rgb(path: Path) -> np.ndarray:
     return read_image(path)
 
 
-def write_mask_png(path: Path, mask: np.ndarray, palette: np.ndarray) -> None:
-    """Palette PNG (pixel value = class id, colours = the model's palette); masks of more than 256
-    classes do not fit a palette and are written as 16-bit grayscale PNG. No Pillow: the palette
-    PNG is encoded by :mod:`edgeseg.pngio`, the others by OpenCV."""
+MASK_FORMATS = ("palette", "raw")
+
+
+def write_mask_png(path: Path, mask: np.ndarray, palette: np.ndarray, raw: bool = False) -> None:
+    """Palette PNG (pixel value = class id, colours = the model's palette), or with ``raw`` a
+    grayscale PNG of the ids; masks of more than 256 classes do not fit a palette and are written as
+    16-bit grayscale PNG. No Pillow: the palette PNG is encoded by :mod:`edgeseg.pngio`, the others
+    by OpenCV."""
     from edgeseg.pngio import encode_palette_png
 
-    data = encode_palette_png(mask, palette) if mask.dtype == np.uint8 else _png_bytes(mask.astype(np.uint16))
+    if mask.dtype != np.uint8:
+        data = _png_bytes(mask.astype(np.uint16))
+    else:
+        data = _png_bytes(mask) if raw else encode_palette_png(mask, palette)
     with atomic_output(path) as tmp:
         Path(tmp).write_bytes(data)
+
+
+def with_legend(overlay: np.ndarray, mask: np.ndarray, names, palette: np.ndarray) -> np.ndarray:
+    """The overlay with the demo's legend (classes in view first, then the others, by area)."""
+    from edgeseg.demo.annotate import draw_legend, legend_classes
+
+    bgr = np.ascontiguousarray(overlay[..., ::-1])
+    draw_legend(bgr, legend_classes(mask, len(names)), names, palette)
+    return bgr[..., ::-1]
 
 
 def write_rgb_png(path: Path, rgb: np.ndarray) -> None:
