@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "validate": "edgeseg.cli.validate:validate",
     "bench": "edgeseg.cli.bench:bench",
     "demo": "edgeseg.cli.demo:demo",
+    "inspect": "edgeseg.cli.inspect:inspect",
 }
 
 
