@@ -316,7 +316,7 @@ def image_files(draw):
         fmt = "PNG"
     if fmt in ("BMP", "WEBP") and mode not in ("RGB", "L", "P", "RGBA", "1"):
         fmt = "PNG"
-    if fmt == "PNG" and mode in ("CMYK", "F"):
+    if fmt == "PNG" and mode in ("CMYK", "F", "I"):
         fmt = "TIFF"
     rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     if mode == "RGB":
@@ -336,12 +336,14 @@ def image_files(draw):
         exif = Image.Exif()
         exif[0x0112] = exif_orientation
         save_kwargs["exif"] = exif.tobytes()
-    try:
-        image.save(buffer, format=fmt, **save_kwargs)
-    except (OSError, ValueError, KeyError):
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        fmt = "PNG"
+    for fmt in dict.fromkeys([fmt, "PNG", "TIFF"]):  # the drawn format, else one that takes the mode
+        try:
+            buffer = io.BytesIO()
+            image.save(buffer, format=fmt, **save_kwargs)
+            break
+        except (OSError, ValueError, KeyError):
+            save_kwargs = {}
+            exif_orientation = 1
     data = buffer.getvalue()
     suffix = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}[fmt]
     shape = (w, h) if exif_orientation in (5, 6, 7, 8) else (h, w)
@@ -572,15 +574,17 @@ def draw_examples(strategy, n: int, seed: int = 0) -> list:
     from hypothesis import seed as fixed_seed
 
     examples: list = []
+    for round_ in range(100):  # hypothesis may stop a round early (examples it deems overrun)
+        @fixed_seed(seed + round_)
+        @settings(max_examples=n - len(examples), phases=[Phase.generate], database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(strategy)
+        def collect(example):
+            examples.append(example)
 
-    @fixed_seed(seed)
-    @settings(max_examples=n, phases=[Phase.generate], database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(strategy)
-    def collect(example):
-        examples.append(example)
-
-    collect()
+        collect()
+        if len(examples) >= n:
+            break
     return examples[:n]
 
 
