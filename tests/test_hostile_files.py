@@ -228,3 +228,8 @@ def test_demo_source_that_opens_but_gives_no_frame_is_a_source_error(tmp_path):
     with pytest.raises(SourceError, match="delivered no frame"):
         with open_source(str(pattern)) as frames:
             list(frames)
+
+
+def test_predict_refuses_alpha_without_overlay(tmp_path):
+    image = _image(tmp_path / "a.jpg")
+    _typed(cli("predict", "missing.onnx", str(image), "--out", str(tmp_path / "o"), "--alpha", "0.8"), "--overlay")

@@ -46,6 +46,8 @@ def predict(
         raise ConfigError(f"--mask-format {mask_format!r} is not one of {', '.join(MASK_FORMATS)}")
     if legend and not overlay:
         raise ConfigError("--legend draws on the overlay: add --overlay")
+    if alpha != 0.5 and not overlay:  # the default is harmless; another value would be ignored
+        raise ConfigError(f"--alpha {alpha} sets the mask's opacity in overlays: add --overlay")
     check_output_names(images, out, overlay)
     ensure_folder(out)  # a file in the way or a read-only folder: said before the model loads
     seg = rt.load(model, backend=backend, threads=threads, device=device)
