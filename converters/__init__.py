@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -31,7 +31,7 @@ TARGETS: dict[str, TargetSpec] = {
                    int8_module="edgeseg.quantization.tflite"),
         TargetSpec(
             "coreml", "edgeseg.converters.coreml", (".mlpackage",), ("fp32", "fp16", "int8"), "coreml",
-            is_dir=True, runs_on=("darwin",), pixel_dtype="float32", mask_dtype="int32",
+            is_dir=True, default_preprocess=True, runs_on=("darwin",), pixel_dtype="float32", mask_dtype="int32",
             int8_module="edgeseg.quantization.coreml",
         ),
         TargetSpec("openvino", "edgeseg.converters.openvino", (".xml", ".bin"), ("fp32", "fp16", "int8"), "openvino",
@@ -107,6 +107,7 @@ def convert(
     domain: str | None = None,
     out: str | os.PathLike[str] | None = None,
     quant=None,
+    coreml_input: str | None = None,
 ) -> ConversionResult:
     """Convert a model (or an edgeseg ``.safetensors`` checkpoint) for ``target`` and verify it.
 
@@ -118,6 +119,7 @@ def convert(
     the file disagrees with PyTorch; neither leaves a file.
     ``precision="int8"`` quantizes with ``quant`` (an ``edgeseg.quantization.QuantOptions``;
     None = its defaults) and keeps the file only if it passes the harness's accuracy gate.
+    ``coreml_input``: CoreML's image input, ``"image"`` (ImageType, the default) or ``"tensor"``.
     """
     from edgeseg.converters.wrapper import build_graphs
 
@@ -126,10 +128,10 @@ def convert(
         from edgeseg.quantization.options import QuantOptions
 
         quant = QuantOptions()
-    if include_preprocess is None:
-        include_preprocess = spec.default_preprocess
     options = ExportOptions(target, precision, input_size, layout or spec.default_layout, include_preprocess, argmax,
-                            domain, quant)
+                            domain, quant, coreml_input)
+    if include_preprocess is None:  # a CoreML tensor input keeps today's float normalized input
+        options = replace(options, include_preprocess=spec.default_preprocess and coreml_input != "tensor")
     options.check(spec)
     model, source = _load(model_or_checkpoint)
     backend = target_module(spec, precision)

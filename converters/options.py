@@ -58,6 +58,20 @@ class ExportOptions:
     argmax: bool = False  # graph outputs the uint8 class mask instead of logits
     domain: str | None = None  # multi-domain: a domain name, "all" (one file each) or None (one file)
     quant: object | None = None  # int8 only: edgeseg.quantization.QuantOptions (calibration, I/O, gate)
+    # CoreML only: "image" (ImageType: Vision passes camera pixel buffers; needs NCHW and the
+    # normalization inside) or "tensor" (a MultiArray); None = "image" for CoreML.
+    coreml_input: str | None = None
+
+    def _check_coreml_input(self) -> None:
+        kind = self.coreml_input or "image"
+        if kind not in ("image", "tensor"):
+            raise ConfigError(f"--coreml-input {kind!r} is not one of image, tensor")
+        if kind == "image" and (self.layout == "nhwc" or self.include_preprocess is False):
+            raise ConfigError(
+                "a CoreML image input (ImageType) is NCHW with the normalization inside the graph "
+                f"(ImageType has one scale for every channel); {'--layout nhwc' if self.layout == 'nhwc' else '--no-include-preprocess'} "
+                "needs --coreml-input tensor"
+            )
 
     def check(self, spec: TargetSpec) -> None:
         if self.precision not in spec.precisions:
@@ -69,6 +83,10 @@ class ExportOptions:
             )
         if self.precision == "int8" and self.quant is not None:
             self.quant.check_target(spec.name)
+        if self.coreml_input is not None and spec.name != "coreml":
+            raise ConfigError(f"--coreml-input is a CoreML option; leave it out for --target {spec.name}")
+        if spec.name == "coreml":
+            self._check_coreml_input()
         if self.layout is not None and self.layout not in LAYOUTS:
             raise ConfigError(f"layout {self.layout!r} is not one of {LAYOUTS}")
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 1):

@@ -91,7 +91,9 @@ def build_graphs(model: nn.Module, options, spec) -> list[ExportGraph]:
     """One :class:`ExportGraph` per file the options ask for (several for ``domain="all"``)."""
     base = model.metadata
     extra = dict(base.extra)
-    preprocess = spec.default_preprocess if options.include_preprocess is None else options.include_preprocess
+    preprocess = options.include_preprocess
+    if preprocess is None:
+        preprocess = spec.default_preprocess and getattr(options, "coreml_input", None) != "tensor"
     if preprocess and spec.pixel_dtype != "uint8":
         # The file takes pixel values 0..255 in another dtype: say so, the runtime reads it.
         extra["image_dtype"] = spec.pixel_dtype

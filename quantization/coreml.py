@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.converters.coreml import MIN_TARGET, cannot_run_note, load, read_metadata  # noqa: F401
+from edgeseg.converters.coreml import describe, input_types, mark_input_kind
 from edgeseg.converters.coreml import export as export_float
-from edgeseg.metadata import METADATA_KEY
 from edgeseg.quantization.calibration import calibration_inputs
 from edgeseg.quantization.errors import QuantizationError
 from edgeseg.quantization.gate import gate_int8_file
@@ -108,6 +108,7 @@ def freeze_batchnorm(module: nn.Module) -> None:
 
 def export(graph, files: tuple[Path, ...], options) -> None:
     quant = options.quant
+    mark_input_kind(graph, options)
     net = reference_model(graph)
     check_layers(net, quant.keep_float)
     graph.metadata = graph.metadata.replace(extra={**graph.metadata.extra, "quantization": {
@@ -133,7 +134,7 @@ def convert_traced(quantized: nn.Module, graph):
     out_dtype = np.int32 if graph.metadata.argmax else np.float32
     model = ct.convert(
         traced,
-        inputs=[ct.TensorType(name=graph.input_name, shape=tuple(graph.sample.shape), dtype=np.float32)],
+        inputs=input_types(graph),
         outputs=[ct.TensorType(name=name, dtype=out_dtype) for name in graph.output_names],
         convert_to="mlprogram", minimum_deployment_target=MIN_TARGET, skip_model_load=True,
     )
@@ -154,8 +155,7 @@ def _compress_weights(path: Path, mode: str):
 
 
 def _save(model, graph, package: Path) -> None:
-    model.user_defined_metadata[METADATA_KEY] = graph.metadata.to_json()
-    model.short_description = f"edgeseg {graph.metadata.model} (int8)"
+    describe(model, graph.metadata, "int8")
     staged = package.with_name("staged.mlpackage")  # the float export may already sit at package
     model.save(str(staged))
     shutil.rmtree(package, ignore_errors=True)

@@ -83,10 +83,17 @@ class CoremlBackend(Backend):
         self.input_count = len(description.input)
         self.input = _info(description.input[0])
         self.outputs = {f.name: _info(f) for f in description.output}
+        # An ImageType input (edgeseg's default) takes a picture, not an array: Vision hands it a
+        # CVPixelBuffer, coremltools on macOS a PIL image.
+        self._image_input = description.input[0].type.WhichOneof("Type") == "imageType"
 
     def metadata_json(self) -> str | None:
         return self._model.user_defined_metadata.get(METADATA_KEY)
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        if self._image_input:
+            from PIL import Image
+
+            tensor = Image.fromarray(np.ascontiguousarray(tensor[0].transpose(1, 2, 0)), "RGB")
         result = self._model.predict({self.input.name: tensor})
         return {name: np.asarray(result[name]) for name in self.outputs}

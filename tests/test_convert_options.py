@@ -67,13 +67,18 @@ def _coreml_program(converted):
     return ct.models.MLModel(str(converted.path), skip_model_load=True).get_spec().mlProgram
 
 
+# CoreML's default image input (ImageType) is NCHW with the normalization inside; these tests ask
+# for other inputs, which CoreML takes as a tensor.
+_TENSOR_INPUT = {"coreml": {"coreml_input": "tensor"}}
+
+
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_fp16_nhwc_uint8_input_with_preprocessing_inside(target, tmp_path):
     model = TinySegModel()
     spec = TARGETS[target]
     result = convert(
         model, target, precision="fp16", layout="nhwc", include_preprocess=True,
-        input_size=(32, 48), out=tmp_path / f"m{spec.suffixes[0]}",
+        input_size=(32, 48), out=tmp_path / f"m{spec.suffixes[0]}", **_TENSOR_INPUT.get(target, {}),
     )
     converted = result.files[0]
     meta = read_metadata(converted.path)
@@ -98,7 +103,7 @@ def test_argmax_mask_output(target, tmp_path):
     spec = TARGETS[target]
     # NCHW float input on every target (TFLite's default is NHWC uint8: asked for explicitly here).
     converted = convert(model, target, argmax=True, layout="nchw", include_preprocess=False,
-                        out=tmp_path / f"m{spec.suffixes[0]}").files[0]
+                        out=tmp_path / f"m{spec.suffixes[0]}", **_TENSOR_INPUT.get(target, {})).files[0]
     assert read_metadata(converted.path).argmax is True
     assert converted.report.passed
     if not spec.runs_here():

@@ -34,6 +34,10 @@ def convert(
         help="The file takes uint8 RGB 0..255 and normalizes inside (default: yes for tflite, no otherwise).",
     ),
     argmax: bool = typer.Option(False, "--argmax", help="Output the class mask instead of logits."),
+    coreml_input: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--coreml-input", help="CoreML only: image (an ImageType Vision feeds camera frames; the "
+        "default) or tensor (a float32 MultiArray)."
+    ),
     out: Optional[str] = typer.Option(  # noqa: UP007
         None, "--out", help="Output path (default: beside the checkpoint)."
     ),
@@ -63,6 +67,7 @@ def convert(
         argmax=argmax,
         domain=domain,
         out=out,
+        coreml_input=coreml_input,
         quant=quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode,
                             max_miou_drop, gate_images, min_agreement) if precision == "int8" else None,
     )
