@@ -215,3 +215,36 @@ def _resize(image: np.ndarray) -> np.ndarray:
     import cv2
 
     return cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+
+
+def test_standard_blocks_of_an_edgeseg_file_round_trip_without_its_edgeseg_entry(tmp_path):
+    """A default edgeseg .tflite / .xml with its edgeseg entry taken out runs from the standard
+    metadata alone (TFLite Metadata, Model API model_info) with the same classes and masks."""
+    import re
+
+    from edgeseg.converters import convert
+    from edgeseg.integrity import PLACEHOLDER
+    from interop_helpers import ColourSegModel
+
+    model = ColourSegModel(num_classes=3, size=(64, 64))
+    image = _resize(photo("coffee"))
+    for target, suffix in (("tflite", ".tflite"), ("openvino", ".xml")):
+        path = convert(model, target, out=tmp_path / f"m{suffix}").path
+        full = rt.load(path)
+        data = path.read_bytes()
+        stamped = full.metadata.checksum.encode()
+        if target == "tflite":  # rename the entry (same length) and drop the checksum it held
+            data = data.replace(b"\x07\x00\x00\x00edgeseg\x00", b"\x07\x00\x00\x00xdgeseg\x00", 1)
+            data = data.replace(stamped, PLACEHOLDER.encode())
+        else:
+            data = re.sub(rb"<edgeseg value=\"[^\"]*\" />\s*", b"", data)
+        foreign = tmp_path / f"foreign{suffix}"
+        foreign.write_bytes(data)
+        if target == "openvino":
+            foreign.with_suffix(".bin").write_bytes(path.with_suffix(".bin").read_bytes())
+        with pytest.warns(rt.MissingMetadataWarning, match="classes"):
+            seg = rt.load(foreign)
+        assert seg.metadata.classes == full.metadata.classes, target
+        assert seg.metadata.include_preprocess == full.metadata.include_preprocess, target
+        assert seg.metadata.mean == pytest.approx(full.metadata.mean) or seg.metadata.include_preprocess, target
+        assert np.array_equal(seg.predict(image), full.predict(image)), target
