@@ -73,7 +73,6 @@ class SegmentationSession:
         colours = self.metadata.domain_info(domain).palette if domain else self.metadata.palette
         return np.asarray(colours, np.uint8)
 
-    def describe(self) -> str:
     @property
     def device(self) -> str:
         """What runs the graph, in the backend library's words (``CPUExecutionProvider``,
@@ -86,10 +85,11 @@ class SegmentationSession:
         backend tells; "" when there is nothing to say."""
         return self.backend.device_note
 
+    def describe(self) -> str:
         m = self.metadata
         h, w = m.input_size
-        return (
         note = f" [{self.backend.device_note}]" if self.backend.device_note else ""
+        return (
             f"{m.model} on {self.backend.name} ({self.backend.path.name}), device {self.backend.device}{note}: "
             f"{h}x{w} {m.layout} "
             f"{m.precision}, resize={m.resize}, preprocess {'in graph' if m.include_preprocess else 'in numpy'}, "

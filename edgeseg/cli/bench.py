@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from edgeseg.cli.options import parse_size
+from edgeseg.cli.options import DEVICE, JSON, parse_size, print_json
 
 
 def bench(
