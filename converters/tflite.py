@@ -126,6 +126,9 @@ def standard_metadata(meta: ModelMetadata, input_name: str, output_names: tuple[
         mean=mean,
         std=std,
         outputs=tuple(outputs),
+        # MediaPipe's confidence masks are then class probabilities (its category mask, the
+        # argmax, is the same either way); a class mask output has nothing to activate.
+        segmenter_activation="" if meta.argmax else "softmax",
     )
 
 

@@ -290,6 +290,26 @@ class StandardMetadata:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     outputs: tuple[StandardOutput, ...] = ()
+    # MediaPipe's ImageSegmenter custom metadata ("SEGMENTER_METADATA"): the activation it applies
+    # to the output for its confidence masks ("softmax", "sigmoid"; "" = none written).
+    segmenter_activation: str = ""
+
+
+# MediaPipe's image_segmenter_metadata_schema: ImageSegmenterOptions {0 activation (byte),
+# 1 min_parser_version}, file identifier "V001", stored as SubGraphMetadata.custom_metadata
+# (field 9: CustomMetadata {0 name, 1 data [ubyte]}) named "SEGMENTER_METADATA".
+SEGMENTER_METADATA = "SEGMENTER_METADATA"
+_SEGMENTER_ACTIVATIONS = {"": 0, "sigmoid": 1, "softmax": 2}
+
+
+def _segmenter_options(activation: str) -> bytes:
+    import flatbuffers
+
+    b = flatbuffers.Builder(64)
+    b.StartObject(1)
+    b.PrependInt8Slot(0, _SEGMENTER_ACTIVATIONS[activation], 0)
+    b.Finish(b.EndObject(), file_identifier=b"V001")
+    return bytes(b.Output())
 
 
 def build_standard_metadata(meta: StandardMetadata) -> bytes:
@@ -365,7 +385,11 @@ def build_standard_metadata(meta: StandardMetadata) -> bytes:
         outputs.append(table([
             (0, "off", string(output.name)), (1, "off", string(output.description)), (6, "off", files),
         ]))
-    subgraph = table([(2, "off", vector([input_tensor])), (3, "off", vector(outputs))])
+    custom = None
+    if meta.segmenter_activation:
+        data = b.CreateByteVector(_segmenter_options(meta.segmenter_activation))
+        custom = vector([table([(0, "off", string(SEGMENTER_METADATA)), (1, "off", data)])])
+    subgraph = table([(2, "off", vector([input_tensor])), (3, "off", vector(outputs)), (9, "off", custom)])
     root = table([
         (0, "off", string(meta.name)), (1, "off", string(meta.description)), (2, "off", string(meta.version)),
         (3, "off", vector([subgraph])), (4, "off", string(meta.author)),

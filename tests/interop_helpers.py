@@ -77,6 +77,20 @@ def mediapipe_category_mask(path, image: np.ndarray) -> tuple[np.ndarray, list[s
         return result.category_mask.numpy_view().reshape(image.shape[:2]).copy(), list(segmenter.labels)
 
 
+def mediapipe_confidence_masks(path, image: np.ndarray) -> np.ndarray:
+    """MediaPipe's confidence masks stacked ``(H, W, K)``."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.ImageSegmenterOptions(
+        base_options=BaseOptions(model_asset_path=str(path)), output_category_mask=False,
+        output_confidence_masks=True,
+    )
+    with vision.ImageSegmenter.create_from_options(options) as segmenter:
+        result = segmenter.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
+        return np.stack([m.numpy_view().reshape(image.shape[:2]) for m in result.confidence_masks], -1)
+
+
 def model_api_mask(path, image: np.ndarray) -> tuple[np.ndarray, object]:
     """OpenVINO Model API on ``path`` as its docs show it: ``Model.create_model(xml)`` and
     ``model(image)`` with an OpenCV (BGR) frame. Returns (class mask, the model wrapper)."""

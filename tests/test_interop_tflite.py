@@ -11,7 +11,7 @@ import edgeseg.runtime as rt
 from edgeseg.converters import convert
 from edgeseg.runtime.tflite_metadata import STANDARD_KEY, read_standard_metadata, read_tflite_metadata
 from interop_helpers import (
-    PHOTOS, ColourSegModel, mediapipe_category_mask, mediapipe_style_input, mediapipe_style_mask, photo,
+    PHOTOS, ColourSegModel, mediapipe_category_mask, mediapipe_confidence_masks, mediapipe_style_input, mediapipe_style_mask, photo,
 )
 
 pytest.importorskip("mediapipe")
@@ -55,6 +55,12 @@ def test_standard_metadata_parses_with_the_schema_mediapipe_ships(default_tflite
     assert unit.optionsType == schema.ProcessUnitOptions.NormalizationOptions
     (labels,) = subgraph.outputTensorMetadata[0].associatedFiles
     assert (labels.name, labels.type) == (b"labels.txt", schema.AssociatedFileType.TENSOR_AXIS_LABELS)
+    from mediapipe.tasks.metadata import image_segmenter_metadata_schema_py_generated as segmenter_schema
+
+    (custom,) = subgraph.customMetadata
+    assert custom.name == b"SEGMENTER_METADATA"
+    options = segmenter_schema.ImageSegmenterOptions.GetRootAs(bytes(bytearray(custom.data)), 0)
+    assert options.Activation() == segmenter_schema.Activation.SOFTMAX
 
 
 def test_mediapipe_image_segmenter_agrees_with_the_runtime_on_photos(default_tflite):
@@ -71,6 +77,10 @@ def test_mediapipe_image_segmenter_agrees_with_the_runtime_on_photos(default_tfl
         ours = seg.predict(small)
         assert len(np.unique(ours)) >= 2, f"{name}: constant mask, the test would prove nothing"
         assert np.mean(mp_mask == ours) >= 0.999, name
+        if name == PHOTOS[0]:  # SOFTMAX from the file's SEGMENTER_METADATA: confidences are probabilities
+            confidences = mediapipe_confidence_masks(path, small)
+            np.testing.assert_allclose(confidences.sum(-1), 1.0, atol=1e-4)
+            assert np.mean(confidences.argmax(-1) == ours) >= 0.999
         # At the photo's own size the two resample differently (see interop_helpers): MediaPipe
         # samples the input at pixel corners and interpolates the logits corner-aligned before
         # its argmax. With exactly that resampling done here, the masks are the same again:
