@@ -45,10 +45,20 @@ def check_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(overrides)
 
 
-def apply_overrides(metadata: ModelMetadata, overrides: dict[str, Any], path) -> ModelMetadata:
-    """``metadata`` with the override's fields replaced, validated as ModelMetadata validates."""
+def apply_overrides(metadata: ModelMetadata, overrides: dict[str, Any], path, backend: Backend | None = None) -> ModelMetadata:
+    """``metadata`` with the override's fields replaced, validated as ModelMetadata validates
+    (and, given the backend, the class count against the graph's output)."""
     if not overrides:
         return metadata
+    if backend is not None and "classes" in overrides and not overrides.get("argmax", metadata.argmax):
+        name, output = next(iter(backend.outputs.items()))
+        layout = overrides.get("layout", metadata.layout)
+        channels = output.shape[1 if layout == "nchw" else 3] if len(output.shape) == 4 else -1
+        if channels > 0 and len(overrides["classes"]) != channels and not metadata.output_names:
+            raise MetadataError(
+                f"{path.name}: the override names {len(overrides['classes'])} classes but the graph output "
+                f"{name!r} {output.shape} has {channels} class channels; give {channels} class names"
+            )
     changes = dict(overrides)
     if "classes" in changes and "palette" not in changes and len(changes["classes"]) != metadata.num_classes:
         changes["palette"] = ()  # default colours for the new class count

@@ -99,7 +99,7 @@ def read_metadata(backend: Backend, overrides: dict | None = None) -> ModelMetad
         raise ModelFileError(
             f"{backend.path}: its edgeseg metadata is invalid ({exc}); convert the model again"
         ) from exc
-    return apply_overrides(metadata, overrides, backend.path)
+    return apply_overrides(metadata, overrides, backend.path, backend)
 
 
 def _backend_name(path: Path, backend: str | None) -> str:

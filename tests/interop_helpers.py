@@ -91,12 +91,21 @@ def mediapipe_confidence_masks(path, image: np.ndarray) -> np.ndarray:
         return np.stack([m.numpy_view().reshape(image.shape[:2]) for m in result.confidence_masks], -1)
 
 
-def model_api_mask(path, image: np.ndarray) -> tuple[np.ndarray, object]:
+def model_api_mask(path, image: np.ndarray, f32: bool = False) -> tuple[np.ndarray, object]:
     """OpenVINO Model API on ``path`` as its docs show it: ``Model.create_model(xml)`` and
-    ``model(image)`` with an OpenCV (BGR) frame. Returns (class mask, the model wrapper)."""
+    ``model(image)`` with an OpenCV (BGR) frame. Returns (class mask, the model wrapper).
+
+    ``f32``: compile with INFERENCE_PRECISION_HINT f32, as edgeseg.runtime does (Model API leaves
+    the CPU default, bf16 on CPUs with bf16 units; no rt_info key sets it)."""
+    from model_api.adapters import OpenvinoAdapter, create_core
     from model_api.models import Model
 
-    model = Model.create_model(str(path), device="CPU")
+    if f32:
+        adapter = OpenvinoAdapter(create_core(), str(path), device="CPU",
+                                  plugin_config={"INFERENCE_PRECISION_HINT": "f32"})
+        model = Model.create_model(adapter)
+    else:
+        model = Model.create_model(str(path), device="CPU")
     result = model(np.ascontiguousarray(image[..., ::-1]))
     return np.asarray(result.resultImage), model
 

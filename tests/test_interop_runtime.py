@@ -171,6 +171,8 @@ def test_override_on_an_edgeseg_file(tmp_path):
     assert seg.metadata.classes == ("road", "car", "tree") and seg.metadata.resize == "letterbox"
     with pytest.raises(rt.MetadataError, match="resize 'squash' is not one of"):
         rt.load(path, metadata={"resize": "squash"})
+    with pytest.raises(rt.MetadataError, match="the override names 2 classes but the graph output .* has 3 class channels"):
+        rt.load(path, metadata={"classes": ("road", "car")})
 
 
 def test_labels_that_contradict_the_graph_are_refused(tmp_path):
