@@ -137,13 +137,34 @@ def calibration_inputs(spec: str, count: int, meta: ModelMetadata, dtype: np.dty
                 f"out for the gate), fewer than --calib-size {count}; lower --calib-size or add images"
             )
         return [prepare(image, bgr=False)[0].copy() for image in _read_images(files, count)]
-    dataset = open_dataset(name, split, meta.input_size, count)
-    if len(dataset) < count:
-        raise ConfigError(
-            f"calibration data {spec!r} holds {len(dataset)} images, fewer than --calib-size {count}; "
-            "lower --calib-size or add images"
-        )
-    return [prepare(s.image, bgr=False)[0].copy() for s in _spread_samples(dataset, count)]
+    inputs = []
+    names = domain_specs(name, meta)
+    for i, each in enumerate(names):  # a multi-head file: an equal share of every domain's images
+        share = count // len(names) + (1 if i < count % len(names) else 0)
+        dataset = open_dataset(each, split, meta.input_size, share)
+        if len(dataset) < share:
+            raise ConfigError(
+                f"calibration data {each!r} holds {len(dataset)} images, fewer than the {share} "
+                f"--calib-size asks of it; lower --calib-size or add images"
+            )
+        inputs += [prepare(s.image, bgr=False)[0].copy() for s in _spread_samples(dataset, share)]
+    return inputs
+
+
+def domain_specs(name: str, meta: ModelMetadata) -> list[str]:
+    """The dataset specs that calibrate a file of ``meta``: the plain ``synthetic`` spec of a
+    multi-domain model means each head's own synthetic domain (``synthetic_night`` ->
+    ``synthetic:night``): the one of a file of one domain, all of them for the file with every head.
+    Any other spec is used as given."""
+    from edgeseg.validate.data import synthetic_domain
+
+    if name != "synthetic" or not meta.domains:
+        return [name]
+    heads = [meta.domain] if meta.domain else [d.name for d in meta.domains]
+    mapped = [synthetic_domain(h) for h in heads]
+    if any(m is None for m in mapped):
+        return [name]
+    return [f"synthetic:{m}" for m in mapped]
 
 
 def held_out_images(spec: str, count: int, size: tuple[int, int]) -> list[np.ndarray]:

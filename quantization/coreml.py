@@ -109,7 +109,7 @@ def freeze_batchnorm(module: nn.Module) -> None:
 def export(graph, files: tuple[Path, ...], options) -> None:
     quant = options.quant
     mark_input_kind(graph, options)
-    net = reference_model(graph)
+    net = reference_model(graph, quant.keep_float)
     check_layers(net, quant.keep_float)
     graph.metadata = graph.metadata.replace(extra={**graph.metadata.extra, "quantization": {
         "scheme": SCHEMES[quant.coreml_mode], "coreml_mode": quant.coreml_mode, **quant.describe()}})

@@ -180,7 +180,9 @@ def _agreement_gate(path: Path, reference: Path, options: QuantOptions) -> GateR
 
 def _save_reference(model, scratch: Path) -> Path:
     from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.quantization.layers import float_source
 
+    model = float_source(model)
     if not hasattr(model, "build_config"):
         raise AccuracyGateError(
             "the int8 gate needs the float model as an edgeseg checkpoint; convert from a "

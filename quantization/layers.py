@@ -32,13 +32,26 @@ def graph_path(layer: str) -> str:
     return GRAPH_PREFIX + layer
 
 
-def reference_model(graph) -> nn.Module:
-    """The float network inside an export graph (the gate's reference and the layer namespace)."""
+def reference_model(graph, keep_float: tuple[str, ...] = ()) -> nn.Module:
+    """The float network inside an export graph: the layer namespace of ``--keep-float`` and the
+    model the gate compares with (:func:`float_source` gives the checkpoint-able whole).
+
+    A multi-domain model exports one file per domain (``--domain``: a single-head view of the
+    shared weights) or one file with every head; the latter takes no ``--keep-float``, since its
+    layer names would be ambiguous across heads.
+    """
     net = graph.module.net
-    if not hasattr(net, "metadata") or getattr(net, "metadata").domains:
-        raise ConfigError(
-            "int8 conversion takes a single-domain model; multi-domain models are not supported "
-            "for int8 yet, neither as one file nor one domain at a time (--domain): export them "
-            "in fp32 or fp16"
-        )
+    if not hasattr(net, "metadata"):  # every head of a multi-domain model, in domain order
+        if keep_float:
+            raise ConfigError(
+                "--keep-float on the file with every head of a multi-domain model is not supported "
+                "(a layer may belong to one head or to all); convert one domain at a time with "
+                "--domain NAME (or --domain all) and --keep-float"
+            )
+        return net.heads.model
     return net
+
+
+def float_source(net: nn.Module) -> nn.Module:
+    """The model to save as the gate's float reference: a one-domain view's whole multi-domain model."""
+    return getattr(net, "parent", net)

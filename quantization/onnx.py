@@ -28,7 +28,7 @@ from edgeseg.quantization.layers import check_layers, graph_path, in_layers, ref
 def export(graph, files: tuple[Path, ...], options) -> None:
     """Write the int8 QDQ file of ``graph`` to ``files[0]`` after it passes the accuracy gate."""
     quant = options.quant
-    net = reference_model(graph)
+    net = reference_model(graph, quant.keep_float)
     check_layers(net, quant.keep_float)
     graph.metadata = graph.metadata.replace(extra={**graph.metadata.extra, "quantization": {
         "scheme": "onnxruntime QDQ static, int8 per-channel symmetric weights, "

@@ -99,10 +99,12 @@ class QatResult:
         return self.checkpoint is not None
 
 
-def qat_finetune(checkpoint: str | Path, cfg: QatConfig, out: str | Path, *, keep_float: tuple[str, ...] = ()) -> QatResult:
+def qat_finetune(checkpoint: str | Path, cfg: QatConfig, out: str | Path, *, keep_float: tuple[str, ...] = (),
+                 progress=None) -> QatResult:
     """Fine-tune ``checkpoint`` under fake quantization; save the weights to ``out`` (.safetensors).
 
-    Under ``torchrun`` every process calls this; rank 0 alone writes ``out``.
+    Under ``torchrun`` every process calls this; rank 0 alone writes ``out``. ``progress(step,
+    total)`` is called after each optimizer step (on rank 0).
     """
     from edgeseg.train.device import requested_device_type, resolve_device
     from edgeseg.train.distributed import init_distributed, shutdown_distributed
@@ -110,12 +112,13 @@ def qat_finetune(checkpoint: str | Path, cfg: QatConfig, out: str | Path, *, kee
     dist_info = init_distributed(requested_device_type(cfg.device))
     try:
         setup = resolve_device(cfg.device, amp=cfg.amp, channels_last=False, local_rank=dist_info.local_rank)
-        return _finetune(checkpoint, cfg, out, keep_float, setup, dist_info)
+        return _finetune(checkpoint, cfg, out, keep_float, setup, dist_info,
+                         progress if dist_info.is_main else None)
     finally:
         shutdown_distributed(dist_info)
 
 
-def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info) -> QatResult:
+def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, progress=None) -> QatResult:
     from edgeseg.checkpoint import load_model, save_checkpoint
     from edgeseg.converters import TARGETS
     from edgeseg.converters.options import ExportOptions
@@ -126,6 +129,12 @@ def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info) -> 
 
     torch.manual_seed(cfg.seed)
     model = load_model(checkpoint)
+    if model.metadata.domains:
+        raise ConfigError(
+            f"QAT of a multi-domain model ({model.metadata.model}) is not supported yet: its fine-tuning "
+            "would need every domain's data and MixLoss. Convert it with post-training int8 instead "
+            "(edgeseg convert --precision int8 [--domain NAME]), which calibrates on and gates every domain"
+        )
     check_layers(model, keep_float)
     target = "tflite" if cfg.target == "all" else cfg.target
     graph = build_graphs(model, ExportOptions(target, "fp32"), TARGETS[target])[0]
@@ -143,7 +152,7 @@ def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info) -> 
         trainable = nn.parallel.DistributedDataParallel(fake_quant, device_ids=ids)
     t0 = time.perf_counter()
     losses = train_steps(trainable, batches, cfg, total_steps, steps_per_epoch, setup,
-                         nhwc=graph.metadata.layout == "nhwc")
+                         nhwc=graph.metadata.layout == "nhwc", progress=progress)
     seconds = time.perf_counter() - t0
     images_per_s = total_steps * cfg.batch_size * dist_info.world_size / seconds if seconds > 0 else 0.0
     fake_quant.cpu()
@@ -212,16 +221,19 @@ class _Picked:
         return self.dataset[self.indices[i]]
 
 
-def qat_and_convert(checkpoint: str | Path, cfg: QatConfig, quant: QuantOptions, out_dir: str | Path):
+def qat_and_convert(checkpoint: str | Path, cfg: QatConfig, quant: QuantOptions, out_dir: str | Path, *,
+                    progress=None, step_progress=None):
     """QAT, then the int8 file of every target asked (all four for ``target="all"``), each gated
-    against the float ``checkpoint``. Returns (QatResult, {target: ConversionResult or error})."""
+    against the float ``checkpoint``. Returns (QatResult, {target: ConversionResult or error}).
+    ``progress(text)`` hears each stage, ``step_progress(step, total)`` each fine-tuning step."""
     from edgeseg.converters import convert
     from edgeseg.errors import EdgesegError
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(checkpoint).stem
-    result = qat_finetune(checkpoint, cfg, out_dir / f"{stem}_qat.safetensors", keep_float=quant.keep_float)
+    result = qat_finetune(checkpoint, cfg, out_dir / f"{stem}_qat.safetensors", keep_float=quant.keep_float,
+                          progress=step_progress)
     if not result.is_main:
         return result, {}  # under torchrun, rank 0 converts and gates
     gated = replace(quant, reference=str(checkpoint))
@@ -231,7 +243,7 @@ def qat_and_convert(checkpoint: str | Path, cfg: QatConfig, quant: QuantOptions,
         suffix = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml", "coreml": ".mlpackage"}[target]
         try:
             files[target] = convert(result.checkpoint, target, precision="int8", quant=gated,
-                                    out=out_dir / f"{stem}_qat_int8{suffix}")
+                                    out=out_dir / f"{stem}_qat_int8{suffix}", progress=progress)
         except EdgesegError as exc:
             if cfg.target != "all":
                 raise
@@ -275,7 +287,7 @@ def _prepare(graph, scheme: str, keep_float: tuple[str, ...], batch: int) -> _Lo
 
 
 def train_steps(module: nn.Module, batches, cfg: QatConfig, total_steps: int, steps_per_epoch: int,
-                setup, *, nhwc: bool = False) -> list[float]:
+                setup, *, nhwc: bool = False, progress=None) -> list[float]:
     """``total_steps`` AdamW steps over ``batches`` (``[(images, masks)]`` per step, on the device);
     ``module(x)`` gives the logits. Returns the mean loss of each epoch, read once per epoch (no
     per-step wait for the GPU)."""
@@ -302,6 +314,8 @@ def train_steps(module: nn.Module, batches, cfg: QatConfig, total_steps: int, st
         if done_in_epoch == steps_per_epoch or step == total_steps:
             losses.append(float(total) / done_in_epoch)
             total = 0.0
+        if progress is not None:
+            progress(step, total_steps)
     return losses
 
 

@@ -74,7 +74,7 @@ def write_tflite(converted, q, graph, io: str, inputs: list[np.ndarray]) -> byte
 def export(graph, files: tuple[Path, ...], options) -> None:
     """Write the int8 ``.tflite`` of ``graph`` after it passes the accuracy gate."""
     quant = options.quant
-    net = reference_model(graph)
+    net = reference_model(graph, quant.keep_float)
     check_layers(net, quant.keep_float)
     _describe(graph, quant, "PT2E PTQ (litert-torch PT2EQuantizer)")
     inputs = calibration_inputs(quant.calibration, quant.calib_size, graph.metadata, graph.sample.numpy().dtype)

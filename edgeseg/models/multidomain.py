@@ -201,8 +201,14 @@ class DomainSegmentationModel(SegmentationModel):
         self.encoder = parent.encoder
         self.decoder = parent.domain_decoder(domain)
         self.metadata = parent.metadata.for_domain(domain)
+        self._parent = (parent,)  # in a tuple: not registered again as a submodule
         self.size_divisor = parent.size_divisor
         self.export_atol = parent.export_atol
+
+    @property
+    def parent(self) -> MultiDomainSegmentationModel:
+        """The multi-domain model this view shares its weights with (saved as the checkpoint)."""
+        return self._parent[0]
 
 
 class MultiHeadSegmentationModel(nn.Module):

@@ -92,13 +92,13 @@ class DataResolver:
             )
         spec = generic[0]
         if domain is not None and spec.spec == "synthetic":
-            synthetic = _synthetic_domain(domain)
+            synthetic = synthetic_domain(domain)
             if synthetic is not None:
                 return DataSpec(domain, f"synthetic:{synthetic}", spec.split)
         return spec
 
 
-def _synthetic_domain(domain: str) -> str | None:
+def synthetic_domain(domain: str) -> str | None:
     """The synthetic domain a head is named after: ``night``, or ``synthetic_night`` (the name
     training gives the head of the dataset ``synthetic:night``)."""
     from edgeseg.data.synthetic import SYNTHETIC_DOMAINS
