@@ -265,13 +265,22 @@ class TfliteBackend(Backend):
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         self._interpreter.set_tensor(self._input_index, tensor)
-        self._interpreter.invoke()
+        self._invoke()
         return {name: self._interpreter.get_tensor(i) for name, i in self._output_index.items()}
+
+    def _invoke(self) -> None:
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as exc:  # a damaged file can load and fail here ("tensor lacks data")
+            raise ModelFileError(
+                f"{self.path}: LiteRT could not run the graph ({exc}); the file is truncated or "
+                "corrupted (or a delegate failed on it): convert or copy it again"
+            ) from exc
 
     def run_borrowed(self, tensor: np.ndarray | None) -> dict[str, np.ndarray]:
         # Views of the interpreter's buffers: LiteRT refuses the next invoke while one is alive,
         # so the session drops them before it releases the interpreter.
         if tensor is not None:
             self._interpreter.set_tensor(self._input_index, tensor)
-        self._interpreter.invoke()
+        self._invoke()
         return {name: self._interpreter.tensor(i)() for name, i in self._output_index.items()}

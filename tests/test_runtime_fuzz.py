@@ -79,3 +79,18 @@ def test_damaged_model_bytes_are_refused_or_run_and_never_crash(model_files, tmp
     # A file that records its checksum is refused as soon as one byte changed (before parsing).
     summed = [r for r in results if r["checksum"] and r["changed"]]
     assert summed and all(r["outcome"] == "refused" for r in summed)
+
+
+def test_tflite_file_that_loads_but_cannot_run_is_a_model_file_error(model_files, tmp_path):
+    # Zeroed bytes in a constant's buffer table: LiteRT loads the file, then refuses to invoke
+    # ("Input tensor 3 lacks data", a RuntimeError that used to escape predict untyped).
+    data = model_files["tflite"].read_bytes()
+    cases = []
+    for back in range(120, 260, 8):
+        at = len(data) - back
+        path = tmp_path / f"zeroed{back}.tflite"
+        path.write_bytes(data[:at] + bytes(43) + data[at + 43:])
+        cases.append({"family": "bytes", "format": "tflite", "kind": "model", "path": str(path), "what": f"zero at {at}"})
+    results = run_in_workers(cases, tmp_path, timeout_per_case=120, cwd=ROOT)
+    assert all(r["outcome"] in ("ran", "refused") for r in results), [r["detail"] for r in results]
+    assert any("could not run the graph" in r["detail"] for r in results), [r["detail"] for r in results]
