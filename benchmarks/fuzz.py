@@ -30,6 +30,7 @@ import argparse
 import json
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,16 @@ def main() -> None:
                     print(f"  cli: {i + 1}", file=sys.stderr, flush=True)
             report["seconds"]["cli"] = round(time.time() - t, 1)
 
+        # Keep the input of every failure (the scratch folder goes): reproduce with run_case.
+        keep = Path(tempfile.gettempdir()) / "edgeseg-fuzz-failures"
+        for r in results + cli_results:
+            if r["outcome"] in (*FAILURES, "lost") and Path(r["path"]).exists():
+                keep.mkdir(exist_ok=True)
+                for source in (Path(r["path"]), Path(r["path"]).with_suffix(".bin")):
+                    if source.exists():
+                        shutil.copy(source, keep / source.name)
+                r["kept"] = str(keep / Path(r["path"]).name)
+
     everything = results + cli_results
     table = summarize([{**r, "outcome": r["outcome"] if r["outcome"] in OUTCOMES else "wrong"}
                        for r in results])
@@ -169,7 +180,7 @@ def main() -> None:
         "total_cases": len(everything),
         "families": table,
         "cli": cli_table,
-        "failures": [{k: r.get(k) for k in ("family", "format", "path", "what", "outcome", "detail")}
+        "failures": [{k: r.get(k) for k in ("family", "format", "path", "kept", "what", "outcome", "detail")}
                      for r in failures],
         "minutes": round((time.time() - started) / 60, 1),
     })

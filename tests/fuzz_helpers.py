@@ -513,57 +513,57 @@ def run_in_workers(cases: list[dict], folder: Path, *, timeout_per_case: float =
     """Run ``cases`` in worker subprocesses, in order. A worker that dies (a native crash) or
     stops printing for ``timeout_per_case`` seconds (a hang) gets that case marked ``crash`` /
     ``hang``, and a new worker goes on with the next case. Returns one result per case."""
+    import selectors
+
     results: list[dict | None] = [None] * len(cases)
-    start = 0
     here = str(Path(__file__).resolve().parent)
+    start = 0
     while start < len(cases):
         batch = folder / f"cases_{start}.jsonl"
         batch.write_text("".join(json.dumps(c) + "\n" for c in cases[start:]))
-        proc = subprocess.Popen([sys.executable, "-c", _WORKER, str(batch), here], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        current = None
-        last = time.monotonic()
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        hung = False
-        while True:
-            ready = sel.select(timeout=1.0)
-            if ready:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                last = time.monotonic()
-                if not line.startswith("{"):
-                    continue
-                msg = json.loads(line)
-                if "start" in msg:
-                    current = start + msg["start"]
-                else:
-                    results[start + msg["i"]] = {**cases[start + msg["i"]], "outcome": msg["outcome"],
-                                                 "detail": msg["detail"]}
-                    if progress:
-                        progress(start + msg["i"])
-            elif time.monotonic() - last > timeout_per_case:
-                hung = True
-                proc.kill()
-                break
-        proc.wait()
-        stderr = proc.stderr.read()[-1500:]
-        sel.close()
-        if current is not None and results[current] is None:
-            outcome = "hang" if hung else "crash"
-            results[current] = {**cases[current], "outcome": outcome,
-                                "detail": f"worker exit {proc.returncode}: {stderr}" if not hung else
-                                f"no answer in {timeout_per_case:.0f} s"}
+        # stderr to a file: native libraries can write more than a pipe holds, and a worker
+        # blocked on a full pipe would look like a hang.
+        log = folder / f"worker_{start}.stderr"
+        with log.open("w") as err:
+            proc = subprocess.Popen([sys.executable, "-c", _WORKER, str(batch), here], stdout=subprocess.PIPE,
+                                    stderr=err, text=True, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            current = None
+            last = time.monotonic()
+            hung = False
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                while True:
+                    if sel.select(timeout=1.0):
+                        line = proc.stdout.readline()
+                        if not line:
+                            break
+                        last = time.monotonic()
+                        if not line.startswith("{"):
+                            continue
+                        msg = json.loads(line)
+                        if "start" in msg:
+                            current = start + msg["start"]
+                        else:
+                            i = start + msg["i"]
+                            results[i] = {**cases[i], "outcome": msg["outcome"], "detail": msg["detail"]}
+                            if progress:
+                                progress(i)
+                    elif time.monotonic() - last > timeout_per_case:
+                        hung = True
+                        proc.kill()
+                        break
+            proc.wait()
+        stderr = log.read_text(errors="replace")[-1500:]
+        if current is not None and results[current] is None:  # it died or hung in this case
+            results[current] = {**cases[current], "outcome": "hang" if hung else "crash",
+                                "detail": f"no answer in {timeout_per_case:.0f} s" if hung else
+                                f"worker exit {proc.returncode}: {stderr}"}
             start = current + 1
-        elif all(r is not None for r in results[start:]):
-            break
-        else:  # the worker died before starting a case (an import error): every case left failed
-            for i in range(start, len(cases)):
-                results[i] = {**cases[i], "outcome": "crash", "detail": f"worker died at start: {stderr}"}
-            break
+        elif current is None:  # it died before its first case: count that case, go on
+            results[start] = {**cases[start], "outcome": "crash", "detail": f"worker died at start: {stderr}"}
+            start += 1
+        else:
+            start = current + 1  # finished its last case (all of them, or it died between two)
     return results  # type: ignore[return-value]
 
 
