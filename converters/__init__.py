@@ -108,6 +108,7 @@ def convert(
     out: str | os.PathLike[str] | None = None,
     quant=None,
     coreml_input: str | None = None,
+    progress=None,
 ) -> ConversionResult:
     """Convert a model (or an edgeseg ``.safetensors`` checkpoint) for ``target`` and verify it.
 
@@ -120,6 +121,7 @@ def convert(
     ``precision="int8"`` quantizes with ``quant`` (an ``edgeseg.quantization.QuantOptions``;
     None = its defaults) and keeps the file only if it passes the harness's accuracy gate.
     ``coreml_input``: CoreML's image input, ``"image"`` (ImageType, the default) or ``"tensor"``.
+    ``progress(text)`` hears each stage (the CLI prints it: a conversion takes minutes).
     """
     from edgeseg.converters.wrapper import build_graphs
 
@@ -138,7 +140,7 @@ def convert(
     result = ConversionResult(target, options)
     for graph in build_graphs(model, options, spec):
         dest = _destination(out, source, graph, spec)
-        result.files.append(_write_verified(backend, spec, graph, dest, options))
+        result.files.append(_write_verified(backend, spec, graph, dest, options, progress or (lambda _: None)))
     return result
 
 
@@ -156,7 +158,7 @@ def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
                       + ", ".join(s.suffixes[0] for s in TARGETS.values()))
 
 
-def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, options) -> ConvertedFile:
+def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, options, say) -> ConvertedFile:
     from edgeseg.converters.failures import explain_failure
     from edgeseg.converters.verify import verify_file
     from edgeseg.fileio import atomic_output, atomic_outputs
@@ -171,6 +173,8 @@ def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, op
         graph.metadata = graph.metadata.replace(checksum=PLACEHOLDER)
     with writer as tmp:
         files = (tmp,) if spec.is_dir else tuple(tmp)
+        what = "calibrating, quantizing and gating" if options.precision == "int8" else "converting"
+        say(f"{spec.name} {options.precision}: {what} {dest.name}")
         try:
             backend.export(graph, files, options)
         except EdgesegError:
@@ -185,6 +189,8 @@ def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, op
             from edgeseg.quantization.calibration import held_out_images
 
             images = held_out_images(options.quant.gate_spec, 4, graph.metadata.input_size)
+        say(f"{spec.name} {options.precision}: checking {dest.name} against PyTorch"
+            + ("" if runs else " (metadata only: it cannot run here)"))
         report = verify_file(
             backend.load(files, graph) if runs else None,
             graph.module,

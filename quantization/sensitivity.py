@@ -55,15 +55,21 @@ def fake_int8_per_channel(w: torch.Tensor) -> torch.Tensor:
     return torch.clamp(torch.round(w / scale), -127, 127) * scale
 
 
-def layer_sensitivity(model: nn.Module, inputs: list[np.ndarray], *, layers: list[str] | None = None) -> list[LayerSensitivity]:
-    """Score every candidate layer (or ``layers``); worst first."""
+def layer_sensitivity(model: nn.Module, inputs: list[np.ndarray], *, layers: list[str] | None = None,
+                      progress=None) -> list[LayerSensitivity]:
+    """Score every candidate layer (or ``layers``); worst first. ``progress(done, total, layer)``
+    is called after each layer (the CLI prints it: a big model takes minutes)."""
     model = model.eval()
     batch = torch.from_numpy(np.concatenate(inputs))
     candidates = [(n, m) for n, m in candidate_layers(model) if layers is None or n in layers]
     ranges = _output_ranges(model, batch, candidates)
     with torch.no_grad():
         reference = model(batch)
-        results = [_score(model, batch, reference, name, module, ranges.get(name)) for name, module in candidates]
+        results = []
+        for name, module in candidates:
+            results.append(_score(model, batch, reference, name, module, ranges.get(name)))
+            if progress is not None:
+                progress(len(results), len(candidates), name)
     return sorted(results, key=lambda r: r.sqnr_db)
 
 

@@ -162,11 +162,16 @@ class TfliteBackend(Backend):
         delegates, self.device, self.device_note = _delegates(module, device)
         self.path = path
         self._bytes = path.read_bytes()
+        from edgeseg.quiet import native_output_captured
+
         try:
-            self._interpreter = module.Interpreter(
-                model_content=self._bytes, num_threads=threads, experimental_delegates=delegates or None
-            )
-            self._interpreter.allocate_tensors()
+            # LiteRT's C++ logger prints "INFO: Created TensorFlow Lite XNNPACK delegate" on the
+            # process's stderr: held back when the CLI runs quiet (no Python switch reaches it).
+            with native_output_captured():
+                self._interpreter = module.Interpreter(
+                    model_content=self._bytes, num_threads=threads, experimental_delegates=delegates or None
+                )
+                self._interpreter.allocate_tensors()
             # Reading tensor names decodes strings from the file: damage surfaces here too.
             self._read_tensors()
         except Exception as exc:

@@ -87,3 +87,10 @@ def test_validate_with_a_reference_needs_torch(model_files, labelled_folder):
     proc = edgeseg("validate", str(model_files["onnx"]), "--reference", str(model_files["ckpt"]),
                    "--data", f"folder:{labelled_folder}")
     assert proc.returncode == 2 and 'pip install "edgeseg[torch]"' in proc.stderr, proc.stderr[-3000:]
+
+
+def test_without_the_cli_extra_the_command_names_it():
+    code = _RUN.format(blocked={"typer", "torch"}, args=["--help"])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and 'pip install "edgeseg[cli]"' in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr

@@ -16,7 +16,7 @@ app = typer.Typer(
     name="edgeseg",
     help="Train, quantize, convert and validate lightweight segmentation models for edge devices.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -47,8 +47,16 @@ def _root(
     version: Optional[bool] = typer.Option(  # noqa: UP007 (typer needs Optional)
         None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v",
+        help="Also show the warnings and logs of the libraries edgeseg uses (PyTorch, LiteRT, JAX, "
+        "torchao, coremltools, NNCF, TensorFlow); they are silenced by default.",
+    ),
 ) -> None:
     """edgeseg: from a trained model to a verified int8 file on the device."""
+    from edgeseg.quiet import quiet_third_party
+
+    quiet_third_party(verbose)
 
 
 # Packages a command may import that the runtime-only install (edgeseg[cli,runtime-*]) lacks ->
@@ -102,7 +110,8 @@ def main() -> None:
     from edgeseg.errors import EdgesegError
 
     try:
-        app()
+        # prog_name: "edgeseg" in usage lines and shell completion also under `python -m edgeseg`.
+        app(prog_name="edgeseg")
     except EdgesegError as exc:
         # Errors we raise on purpose carry their fix; show it without a traceback.
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

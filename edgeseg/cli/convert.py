@@ -57,20 +57,26 @@ def convert(
     refuse_int8_options(ctx, precision)
     if out:
         check_output_file(out)
-    result = run_convert(
-        checkpoint,
-        target,
-        precision=precision,
-        input_size=parse_size(input_size) if input_size else None,
-        layout=layout,
-        include_preprocess=include_preprocess,
-        argmax=argmax,
-        domain=domain,
-        out=out,
-        coreml_input=coreml_input,
-        quant=quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode,
-                            max_miou_drop, gate_images, min_agreement) if precision == "int8" else None,
-    )
+    from edgeseg.quiet import native_output_captured, say
+
+    # The converters' libraries print C++ logs no Python switch reaches: held back (shown with
+    # --verbose, or if the conversion fails); the stages go to the terminal as they start.
+    with native_output_captured():
+        result = run_convert(
+            checkpoint,
+            target,
+            precision=precision,
+            input_size=parse_size(input_size) if input_size else None,
+            layout=layout,
+            include_preprocess=include_preprocess,
+            argmax=argmax,
+            domain=domain,
+            out=out,
+            coreml_input=coreml_input,
+            quant=quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode,
+                                max_miou_drop, gate_images, min_agreement) if precision == "int8" else None,
+            progress=say,
+        )
     for converted in result.files:
         names = ", ".join(str(p) for p in (converted.path, *converted.companions))
         typer.echo(f"wrote {names}")

@@ -24,7 +24,11 @@ def models(
     table = Table(title=f"edgeseg model zoo ({num_classes} classes, {height}x{width} input)")
     for col in ("model", "params (M)", "GFLOPs", "GMACs"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    for model_name in names:
+    from edgeseg.cli.options import ProgressLines
+
+    progress = ProgressLines("models: measuring", every=0.0)
+    for index, model_name in enumerate(names):
+        progress(index + 1, len(names), model_name)
         model = create_model(model_name, num_classes=num_classes)
         model.check_input_size(height, width)
         c = measure_complexity(model, height, width)

@@ -24,6 +24,26 @@ def say(text: str) -> None:
     typer.echo(text, err=True)
 
 
+class ProgressLines:
+    """Progress of a long command as plain lines on stderr (readable in a terminal and in a log
+    file alike): at most one line per ``every`` seconds, and always the last step."""
+
+    def __init__(self, what: str, every: float = 2.0):
+        import time
+
+        self.what, self.every = what, every
+        self.start, self.last = time.perf_counter(), float("-inf")
+
+    def __call__(self, done: int, total: int, label: str = "") -> None:
+        import time
+
+        now = time.perf_counter()
+        if now - self.last < self.every and done < total:
+            return
+        self.last = now
+        say(f"{self.what} {done}/{total}{f' ({label})' if label else ''}, {now - self.start:.0f} s")
+
+
 def print_json(data) -> None:
     """``data`` as one JSON document on stdout (NaN/inf, which JSON lacks, as null)."""
     import json

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from edgeseg.cli.options import DEVICE, JSON, print_json, say
+from edgeseg.cli.options import DEVICE, JSON, ProgressLines, print_json, say
 from edgeseg.errors import ConfigError
 from edgeseg.fileio import atomic_output, ensure_folder
 
@@ -55,7 +55,10 @@ def predict(
         say(f"device: {seg.device}" + (f" ({seg.device_note})" if seg.device_note else ""))
     palette = seg.palette(domain)
     written = []
-    with Progress(transient=True, disable=len(images) < 2, console=Console(stderr=True)) as progress:
+    console = Console(stderr=True)
+    # A bar on a terminal; plain lines (every 5 s) in a log file, where a bar shows nothing.
+    lines = ProgressLines("predict: image", every=5.0) if not console.is_terminal and len(images) > 1 else None
+    with Progress(transient=True, disable=len(images) < 2 or lines is not None, console=console) as progress:
         task = progress.add_task("segmenting", total=len(images))
         for path in images:
             image = read_rgb(path)
@@ -67,6 +70,8 @@ def predict(
                     picture = with_legend(picture, mask, seg.classes(domain), palette)
                 write_rgb_png(out / f"{path.stem}_overlay.png", picture)
             progress.advance(task)
+            if lines is not None:
+                lines(progress.tasks[0].completed, len(images), path.name)
             if as_json:
                 written.append(_mask_summary(path, out, mask, seg.classes(domain), overlay))
     if as_json:

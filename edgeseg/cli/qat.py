@@ -76,7 +76,12 @@ def qat(
         workers=workers, device=device, amp=amp, scale_range=_pair(scale_range, "--scale-range"))
     quant = quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode, max_miou_drop,
                           gate_images, min_agreement)
-    result, files = qat_and_convert(checkpoint, cfg, quant, out_dir or Path(checkpoint).parent)
+    from edgeseg.cli.options import ProgressLines
+    from edgeseg.quiet import say
+
+    say(f"qat: fine-tuning {checkpoint} under {cfg.target} fake quantization")
+    result, files = qat_and_convert(checkpoint, cfg, quant, out_dir or Path(checkpoint).parent, progress=say,
+                                    step_progress=ProgressLines("qat: step", every=10.0))
     if not result.is_main:
         return  # another torchrun process: rank 0 reports
     typer.echo(f"QAT on {result.device}: {result.steps} steps in {result.seconds:.0f} s "
@@ -123,7 +128,11 @@ def int8_report(
 
     model = load_model(checkpoint)
     meta = model.metadata.replace(input_size=parse_size(input_size)) if input_size else model.metadata
-    results = layer_sensitivity(model, calibration_inputs(calibration, calib_size, meta))
+    from edgeseg.cli.options import ProgressLines, say
+
+    say(f"int8-report: scoring each layer of {checkpoint} alone in int8 on {calib_size} images")
+    results = layer_sensitivity(model, calibration_inputs(calibration, calib_size, meta),
+                                progress=ProgressLines("int8-report: layer"))
     text = report_markdown(results, top)
     typer.echo(text)
     typer.echo("Leave the worst in float with --keep-float LAYER (repeat the flag).")

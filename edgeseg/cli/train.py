@@ -85,10 +85,14 @@ def train(
     result = run_training(cfg, resume=resume, progress=progress)
     final = result.final_metrics
     scores = "  ".join(f"{k} {v:.4f}" for k, v in final.items() if k.endswith("miou"))
-    typer.echo(
-        f"trained {cfg.model} for {result.step} steps ({result.images_per_s:.1f} images/s); {scores}\n"
-        f"checkpoint: {result.out_dir / 'last.safetensors'}"
-    )
+    if result.resumed_from is not None and result.step <= result.resumed_from:
+        what = f"{result.out_dir} was already trained to step {result.step}: nothing left to train"
+    elif result.resumed_from is not None:
+        what = (f"trained {cfg.model} from step {result.resumed_from} to {result.step} "
+                f"({result.images_per_s:.1f} images/s)")
+    else:
+        what = f"trained {cfg.model} for {result.step} steps ({result.images_per_s:.1f} images/s)"
+    typer.echo(f"{what}; {scores}\ncheckpoint: {result.out_dir / 'last.safetensors'}")
 
 
 # The options default to None so that a --config file's values win over them; --help shows what a

@@ -12,11 +12,26 @@ from edgeseg.fileio import write_text_atomic
 
 
 class ProgressBar:
-    """Rank 0's live bar; a no-op elsewhere or when disabled (tests, log files)."""
+    """Rank 0's live bar on a terminal; on a redirected stderr (a log file, a pipe) plain lines
+    as training goes, at most one per :data:`LINE_SECONDS` (a live bar would show nothing there
+    until the run ends). A no-op on other ranks or when disabled (``--no-progress``)."""
 
-    def __init__(self, total_steps: int, start_step: int, *, enabled: bool) -> None:
+    #: Seconds between two plain progress lines.
+    LINE_SECONDS = 10.0
+
+    def __init__(self, total_steps: int, start_step: int, *, enabled: bool, stream=None) -> None:
         self._progress = None
+        self._lines = None  # the stream of plain progress lines, when not on a terminal
         if not enabled:
+            return
+        import sys
+        import time
+
+        stream = stream or sys.stderr
+        if not stream.isatty():
+            self._lines = stream
+            self._total, self._start, self._last = total_steps, time.perf_counter(), float("-inf")
+            self._first_step = start_step
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -28,12 +43,26 @@ class ProgressBar:
         self._progress.start()
 
     def update(self, step: int, *, loss: float, lr: float, images_per_s: float) -> None:
+        if self._lines is not None:
+            import time
+
+            now = time.perf_counter()
+            if now - self._last >= self.LINE_SECONDS or step == self._total:
+                self._last = now
+                elapsed = now - self._start
+                done = step - self._first_step
+                eta = elapsed / done * (self._total - step) if done > 0 else 0.0
+                self.log(f"train step {step}/{self._total}  loss {loss:.4f}  lr {lr:.2e}  "
+                         f"{images_per_s:.1f} img/s  elapsed {elapsed:.0f} s  eta {eta:.0f} s")
+            return
         if self._progress is not None:
             status = f"loss {loss:.4f}  lr {lr:.2e}  {images_per_s:.1f} img/s"
             self._progress.update(self._task, completed=step, status=status)
 
     def log(self, text: str) -> None:
-        if self._progress is not None:
+        if self._lines is not None:
+            print(text, file=self._lines, flush=True)
+        elif self._progress is not None:
             self._progress.console.print(text)
 
     def close(self) -> None:

@@ -157,6 +157,10 @@ class _Run:
             write_text_atomic(self.out / "config.yaml", cfg.to_yaml())
         batches = DeviceBatches([self._train_loader(d) for d in self.domains], self.setup.device, self.pixel_stage)
         bar = ProgressBar(self.total_steps, self.state.step, enabled=self.progress_enabled)
+        if resumed_from is not None:
+            left = self.total_steps - resumed_from
+            bar.log(f"resuming {self.out} from step {resumed_from} of {self.total_steps}"
+                    + (f" ({left} left)" if left > 0 else " (already finished: nothing left to train)"))
         metrics = MetricsWriter(self.out, enabled=self.dist.is_main)
         images_per_step = cfg.batch_size * len(self.domains) * self.dist.world_size
         start = time.perf_counter()

@@ -8,6 +8,7 @@ flat however many images or files there are, and a file is always compared on id
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,10 @@ from edgeseg.validate.errors import ValidationSetupError
 from edgeseg.validate.files import backend_of, file_size, open_file
 from edgeseg.validate.gates import FAILED_VALIDATION, PASSED, Gates
 from edgeseg.validate.results import DomainResult, FileResult, Sample, ValidationRun
+
+
+#: Seconds between two "images scored" progress lines of a long validation.
+PROGRESS_SECONDS = 10.0
 
 
 @dataclass
@@ -171,7 +176,11 @@ def _score_domain(run, domain, tallies, ref_session, resolver, limit, samples, s
                 f"{list(classes)} of {spec.text}; validate files of one model together"
             )
     say(f"scoring {len(tallies)} file(s) on {count} images of {spec.text}" + (f" (domain {domain})" if domain else ""))
+    started = last_said = time.perf_counter()
     for index in range(count):
+        if time.perf_counter() - last_said >= PROGRESS_SECONDS:
+            last_said = time.perf_counter()
+            say(f"  {index}/{count} images scored, {last_said - started:.0f} s")
         sample = dataset[index]
         ref_mask = ref_logits = None
         if has_reference:

@@ -1,0 +1,98 @@
+"""What the CLI prints: third-party chatter silenced unless --verbose, progress lines on a
+redirected stderr as long commands go, resume messages, JSON on stdout, shell completion."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+from cli_files import write_labelled_folder
+from test_runtime_files import model_files, random_image  # noqa: F401 (fixture)
+from test_train import tiny_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def edgeseg(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The CLI in a fresh process, stdout and stderr piped (not a terminal, as in a log file)."""
+    return subprocess.run([sys.executable, "-m", "edgeseg", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+
+
+def test_train_prints_progress_to_a_log_and_resume_says_from_where(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(tiny_cfg(tmp_path, log_every=1).to_yaml())
+    out = tmp_path / "run"
+    # A time budget this small stops the run after its first step, as an interrupted run.
+    first = edgeseg("train", "--config", str(cfg), "--iters", "3", "--out", str(out), "--max-minutes", "1e-6")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "train step 1/3" in first.stderr and "time budget of 1e-06 min reached at step 1" in first.stderr
+
+    resumed = edgeseg("train", "--resume", "--out", str(out), "--max-minutes", "60")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {out} from step 1 of 3 (2 left)" in resumed.stderr
+    lines = [line for line in resumed.stderr.splitlines() if line.startswith("train step ")]
+    # Plain lines as training goes (the first logged step at once), and one at the end.
+    assert lines[0].startswith("train step 2/3") and lines[-1].startswith("train step 3/3"), resumed.stderr
+    assert "eta" in lines[0] and "trained lraspp_mobilenetv3_small from step 1 to 3" in resumed.stdout
+
+    again = edgeseg("train", "--resume", "--out", str(out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming {out} from step 3 of 3 (already finished: nothing left to train)" in again.stderr
+    assert f"{out} was already trained to step 3: nothing left to train" in again.stdout
+    assert "0.0 images/s" not in again.stdout
+
+
+def test_third_party_output_is_quiet_unless_verbose(model_files, tmp_path):
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), random_image(40, 48, seed=2))
+    args = ("predict", str(model_files["tflite"]), str(image), "--out", str(tmp_path / "m"), "--threads", "1")
+    quiet, loud = edgeseg(*args), edgeseg("--verbose", *args)
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
+    # LiteRT's C++ logger writes this line straight to the process's stderr.
+    assert "XNNPACK delegate" in loud.stderr and "XNNPACK delegate" not in quiet.stderr
+    assert quiet.stdout == loud.stdout == f"wrote 1 mask to {tmp_path / 'm'}\n"
+
+
+def test_quiet_silences_library_warnings_and_logs_but_not_edgeseg_s():
+    code = """
+import logging, sys, warnings
+from edgeseg.quiet import quiet_third_party
+quiet_third_party(verbose=sys.argv[1] == "verbose")
+library = {"__name__": "torchao.ops", "warnings": warnings, "logging": logging}
+exec("warnings.warn('JAX is multithreaded', RuntimeWarning)", library)
+logging.basicConfig()
+logging.getLogger("torchao").warning("Failed to load _C_mxfp8.so")
+import torch  # torch resets its own logger's level when imported: TORCH_LOGS keeps it at ERROR
+logging.getLogger("torch.onnx").warning("torchvision is not installed")
+own = {"__name__": "edgeseg.data.build", "warnings": warnings}
+exec("warnings.warn('split val is not held out', UserWarning)", own)
+"""
+    runs = {mode: subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, cwd=ROOT,
+                                 timeout=120) for mode in ("quiet", "verbose")}
+    for text in ("JAX is multithreaded", "Failed to load _C_mxfp8.so", "torchvision is not installed"):
+        assert text in runs["verbose"].stderr and text not in runs["quiet"].stderr, runs["quiet"].stderr
+    assert "split val is not held out" in runs["quiet"].stderr
+
+
+def test_json_output_and_shell_completion(model_files, tmp_path):
+    folder = write_labelled_folder(tmp_path / "labelled", count=2)
+    proc = edgeseg("validate", str(model_files["onnx"]), "--reference", str(model_files["ckpt"]),
+                   "--data", f"folder:{folder}", "--threads", "1", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)  # stdout is the JSON document and nothing else
+    assert report["validation"]["passed"] is True
+    assert report["validation"]["files"][0]["device"] == "CPUExecutionProvider"
+    assert report["validation"]["files"][0]["domains"][0]["agreement"] == 1.0
+    # Shell completion: offered in --help, and the completions the installed script asks the CLI
+    # for (--show-completion needs to detect the calling shell, which a test process has not).
+    help_text = edgeseg("--help").stdout
+    assert "--install-completion" in help_text and "--show-completion" in help_text
+    env = {**os.environ, "_EDGESEG_COMPLETE": "complete_bash", "COMP_WORDS": "edgeseg bench --dev", "COMP_CWORD": "2"}
+    done = subprocess.run([sys.executable, "-m", "edgeseg"], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=60)
+    assert done.stdout.split() == ["--device"], done.stdout + done.stderr
