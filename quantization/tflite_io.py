@@ -1,5 +1,8 @@
 """Full-int8 I/O for a quantized ``.tflite``: the image input and the output as float, int8 or uint8.
 
+A file that normalizes inside (uint8 RGB pixels in, the TFLite default) keeps its pixel input: only
+its outputs take the ``io`` type.
+
 litert-torch's static PT2E conversion folds the first QUANTIZE into the input (int8 in) and ends
 with a float output. This rewrites the flatbuffer's boundary: a QUANTIZE op in front of the
 input (float -> int8, or uint8 -> int8 requantize: same scale, zero point + 128), and at the
@@ -30,7 +33,10 @@ def set_io_types(data: bytes, io: str, input_range: tuple[float, float], output_
     want = _TYPES[io]
     index = graph.inputs[0]
     tensor = graph.tensors[index]
-    if tensor.type != want:
+    # A uint8 input without a scale is the raw pixels of a file that normalizes inside (the TFLite
+    # default, --include-preprocess): integer already, and what MediaPipe feeds; it stays as it is.
+    pixels_in = tensor.type == fb.TensorType.UINT8 and not _is_quantized(tensor)
+    if tensor.type != want and not pixels_in:
         new = _boundary_tensor(graph, index, want, tensor.name + b"_" + io.encode(), _range_of(tensor, input_range))
         graph.operators.insert(0, _op(model, _convert_code(want, tensor.type), [new], [index]))
         _retarget(model, graph, index, new, inputs=True)
@@ -61,6 +67,11 @@ def _range_of(tensor, fallback: tuple[float, float]) -> tuple[float, float]:
         scale, zero = float(q.scale[0]), int(q.zeroPoint[0])
         return (lo - zero) * scale, (hi - zero) * scale
     return fallback
+
+
+def _is_quantized(tensor) -> bool:
+    q = tensor.quantization
+    return q is not None and q.scale is not None and len(q.scale) > 0
 
 
 def _source_quantization(graph, producer, model):

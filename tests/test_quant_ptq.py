@@ -89,7 +89,9 @@ def test_tflite_full_int8_io(checkpoint, tmp_path):
 
     from edgeseg.runtime import load
 
-    result = convert(checkpoint, "tflite", precision="int8", quant=QuantOptions(**FAST, io="int8"), out=tmp_path / "m.tflite")
+    # Float input (no normalization inside): the boundary becomes int8 in and out.
+    result = convert(checkpoint, "tflite", precision="int8", include_preprocess=False,
+                     quant=QuantOptions(**FAST, io="int8"), out=tmp_path / "m.tflite")
     interpreter = Interpreter(model_path=str(result.path))
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
@@ -109,6 +111,14 @@ def test_tflite_full_int8_io(checkpoint, tmp_path):
     assert all(tensors[op["inputs"][0]]["dtype"] == np.int8 for op in checked), [
         (op["op_name"], tensors[op["inputs"][0]]["dtype"]) for op in checked]
     assert _agreement(load(result.path), load(checkpoint), _images()) > 0.9
+    # The default file normalizes inside: uint8 pixels stay its input (what MediaPipe feeds), and
+    # --io int8 makes its output int8.
+    pixels = convert(checkpoint, "tflite", precision="int8", quant=QuantOptions(**FAST, io="int8"),
+                     out=tmp_path / "p.tflite")
+    (inp,), (out,) = (Interpreter(model_path=str(pixels.path)).get_input_details(),
+                      Interpreter(model_path=str(pixels.path)).get_output_details())
+    assert inp["dtype"] == np.uint8 and inp["quantization"] == (0.0, 0) and out["dtype"] == np.int8
+    assert _agreement(load(pixels.path), load(checkpoint), _images()) > 0.9
 
 
 def _float_params(checkpoint):
