@@ -76,26 +76,43 @@ def _image(path):
     return path
 
 
-def test_predict_refuses_outputs_that_collide(tmp_path):
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory):
+    """A 4-class ONNX file with metadata (the two-convolution graph: exported in a second)."""
+    from test_runtime_files import SIZE, export_onnx, two_conv_model
+
+    import torch
+
+    from edgeseg.metadata import ModelMetadata
+
+    model = two_conv_model()
+    meta = ModelMetadata(model="two_conv", classes=("a", "b", "c", "d"), input_size=SIZE)
+    path = tmp_path_factory.mktemp("onnx") / "two_conv.onnx"
+    return export_onnx(model, torch.randn(1, 3, *SIZE), path, meta)
+
+
+def test_predict_refuses_outputs_that_collide(onnx_file, tmp_path):
+    model = str(onnx_file)
     a, b = _image(tmp_path / "a.jpg"), _image(tmp_path / "a_overlay.jpg")
     out = tmp_path / "out"
     # a.jpg's overlay and a_overlay.jpg's mask are both a_overlay.png: refused before anything runs.
-    _typed(cli("predict", "missing.onnx", str(a), str(b), "--out", str(out), "--overlay"), "would both write")
+    _typed(cli("predict", model, str(a), str(b), "--out", str(out), "--overlay"), "would both write")
     sub = tmp_path / "sub"
     sub.mkdir()
-    _typed(cli("predict", "missing.onnx", str(a), str(_image(sub / "a.png")), "--out", str(out)), "would both write")
+    _typed(cli("predict", model, str(a), str(_image(sub / "a.png")), "--out", str(out)), "overwrite each other")
     # An input inside --out that one of the outputs would overwrite.
     png = _image(tmp_path / "c.png")
-    _typed(cli("predict", "missing.onnx", str(png), "--out", str(tmp_path)), "overwrite the input image")
+    _typed(cli("predict", model, str(png), "--out", str(tmp_path)), "overwrite the input image")
     assert not out.exists()
+    assert cli("predict", model, str(a), str(a), "--out", str(out)).exit_code == 0  # the same image twice
 
 
-def test_predict_and_convert_refuse_unwritable_outputs(tmp_path, monkeypatch):
+def test_predict_and_convert_refuse_unwritable_outputs(onnx_file, tmp_path, monkeypatch):
     image = _image(tmp_path / "a.jpg")
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for out in (blocker, blocker / "masks"):
-        _typed(cli("predict", "missing.onnx", str(image), "--out", str(out)), "is a file, not a folder")
+        _typed(cli("predict", str(onnx_file), str(image), "--out", str(out)), "is a file, not a folder")
     _typed(cli("convert", "missing.safetensors", "--target", "onnx", "--out", str(blocker / "m.onnx")),
            "is a file, not a folder")
     _typed(cli("convert", "missing.safetensors", "--target", "onnx", "--out", str(tmp_path)), "existing folder")
@@ -104,7 +121,7 @@ def test_predict_and_convert_refuse_unwritable_outputs(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(Path, "mkdir", refuse)
-    _typed(cli("predict", "missing.onnx", str(image), "--out", str(tmp_path / "new")), "Permission denied")
+    _typed(cli("predict", str(onnx_file), str(image), "--out", str(tmp_path / "new")), "Permission denied")
 
 
 @pytest.mark.parametrize("flags", [["--io", "int8"], ["--calibration", "images:x"], ["--keep-float", "head"],
@@ -172,21 +189,6 @@ def test_markdown_tables_escape_names_from_files_and_datasets():
 
 
 # --- small edges ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory):
-    """A 4-class ONNX file with metadata (the two-convolution graph: exported in a second)."""
-    from test_runtime_files import SIZE, export_onnx, two_conv_model
-
-    import torch
-
-    from edgeseg.metadata import ModelMetadata
-
-    model = two_conv_model()
-    meta = ModelMetadata(model="two_conv", classes=("a", "b", "c", "d"), input_size=SIZE)
-    path = tmp_path_factory.mktemp("onnx") / "two_conv.onnx"
-    return export_onnx(model, torch.randn(1, 3, *SIZE), path, meta)
-
-
 def test_colorize_refuses_negative_class_ids(onnx_file):
     import edgeseg.runtime as rt
 

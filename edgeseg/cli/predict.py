@@ -48,12 +48,13 @@ def predict(
         raise ConfigError("--legend draws on the overlay: add --overlay")
     if alpha != 0.5 and not overlay:  # the default is harmless; another value would be ignored
         raise ConfigError(f"--alpha {alpha} sets the mask's opacity in overlays: add --overlay")
-    check_output_names(images, out, overlay)
-    ensure_folder(out)  # a file in the way or a read-only folder: said before the model loads
     seg = rt.load(model, backend=backend, threads=threads, device=device)
     if device is not None:
         say(f"device: {seg.device}" + (f" ({seg.device_note})" if seg.device_note else ""))
     palette = seg.palette(domain)
+    # Before any image is segmented: outputs that collide, and an --out that cannot be written.
+    check_output_names(images, out, overlay)
+    ensure_folder(out)
     written = []
     console = Console(stderr=True)
     # A bar on a terminal; plain lines (every 5 s) in a log file, where a bar shows nothing.
@@ -108,8 +109,8 @@ def check_output_names(images: list[Path], out: Path, overlay: bool) -> None:
             key = str(target.resolve()).casefold()
             if key in owners and owners[key] != image:
                 raise ConfigError(
-                    f"{owners[key]} and {image} would both write {target}; run them in separate calls "
-                    "or rename one of them"
+                    f"{owners[key]} and {image} would both write {target}: their outputs would overwrite "
+                    "each other. Run them in separate calls or rename one of them"
                 )
             if key in inputs:
                 raise ConfigError(
