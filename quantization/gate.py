@@ -127,32 +127,34 @@ def _agreement_gate(path: Path, reference: Path, options: QuantOptions) -> GateR
             report.ran, report.note = False, opened.reason
             return report
         raise AccuracyGateError(f"the int8 file fails the accuracy gate: it does not load ({opened.reason})", None)
-    session, float_session = opened.session, load(reference, threads=1)
     images = held_out_images(options.gate_spec, options.gate_images,
                              tuple(read_checkpoint_header(reference)[1].input_size))
     report.images = len(images)
     agree = pixels = 0
     domain_pixels: dict[str, int] = {}  # class key -> pixels of its domain's images
-    float_counts: dict[str, int] = {}
+    float_counts: dict[str, int] = {}  # class key -> pixels float gives that class
     int8_counts: dict[str, int] = {}
-    kept_counts: dict[str, int] = {}
-    for domain in file_domains(session):
-        classes = tuple(session.classes(domain))
-        usable, float_domain = reference_domain(float_session, domain, classes)
-        if not usable:
-            continue
-        prefix = f"{domain}/" if domain and len(session.domains) > 1 else ""
-        for image in images:
-            got = session.predict(image, domain=domain)
-            want = float_session.predict(image, domain=float_domain)
-            agree += int(np.count_nonzero(got == want))
-            pixels += want.size
-            for k, name in enumerate(classes):
-                key = prefix + name
-                domain_pixels[key] = domain_pixels.get(key, 0) + want.size
-                float_counts[key] = float_counts.get(key, 0) + int(np.count_nonzero(want == k))
-                int8_counts[key] = int8_counts.get(key, 0) + int(np.count_nonzero(got == k))
-                kept_counts[key] = kept_counts.get(key, 0) + int(np.count_nonzero((want == k) & (got == k)))
+    kept_counts: dict[str, int] = {}  # ... and int8 gives the same class
+    with opened.session as session, load(reference, threads=1) as float_session:
+        for domain in file_domains(session):
+            classes = tuple(session.classes(domain))
+            usable, float_domain = reference_domain(float_session, domain, classes)
+            if not usable:
+                continue
+            prefix = f"{domain}/" if domain and len(session.domains) > 1 else ""
+            for image in images:
+                got = session.predict(image, domain=domain).astype(np.intp).ravel()
+                want = float_session.predict(image, domain=float_domain).astype(np.intp).ravel()
+                same = got == want
+                agree += int(np.count_nonzero(same))
+                pixels += want.size
+                histograms = (np.bincount(want, minlength=len(classes)), np.bincount(got, minlength=len(classes)),
+                              np.bincount(want[same], minlength=len(classes)))
+                for k, name in enumerate(classes):
+                    key = prefix + name
+                    domain_pixels[key] = domain_pixels.get(key, 0) + want.size
+                    for counts, histogram in zip((float_counts, int8_counts, kept_counts), histograms):
+                        counts[key] = counts.get(key, 0) + int(histogram[k])
     if not pixels:
         raise AccuracyGateError(
             f"the int8 gate could not compare {path.name} with the float model: the reference predicts "
