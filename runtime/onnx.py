@@ -149,9 +149,7 @@ class OnnxBackend(Backend):
                 f"{wanted} is in this build but did not start (missing driver or libraries?)",
             )
         self.device = wanted
-        if wanted != "CPUExecutionProvider":
-            fallback = "ops it does not take run on CPUExecutionProvider"
-            self.device_note = f"{self.device_note}; {fallback}" if self.device_note else fallback
+        self._providers = providers
         self.path = path
         inputs = self._session.get_inputs()
         require_graph_io(path, len(inputs), len(self._session.get_outputs()))
@@ -163,6 +161,48 @@ class OnnxBackend(Backend):
             o.type in known for o in self._session.get_outputs()
         )
         self._local = threading.local()
+        if wanted != "CPUExecutionProvider":
+            fallback = self._fallback_note()
+            self.device_note = f"{self.device_note}; {fallback}" if self.device_note else fallback
+
+    def placement(self) -> dict[str, list[str]]:
+        """Execution provider -> the op types of the nodes it ran, from one profiled run of a zero
+        image (ONNX Runtime's profile records each node's provider). A separate session: the
+        session that serves ``predict`` is not profiled."""
+        import json
+        import os
+        import tempfile
+
+        ort = import_backend_library("onnxruntime", "runtime-onnx", "ONNX")
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.log_severity_level = 3
+        with tempfile.TemporaryDirectory() as folder:
+            options.profile_file_prefix = os.path.join(folder, "placement")
+            session = ort.InferenceSession(str(self.path), sess_options=options, providers=self._providers)
+            shape = [d if d > 0 else 1 for d in self.input.shape]
+            session.run(None, {self.input.name: np.zeros(shape, self.input.dtype)})
+            events = json.loads(Path(session.end_profiling()).read_text())
+        placed: dict[str, list[str]] = {}
+        for event in events:
+            args = event.get("args", {})
+            if event.get("cat") == "Node" and "provider" in args:
+                placed.setdefault(args["provider"], []).append(args.get("op_name", "?"))
+        return placed
+
+    def _fallback_note(self) -> str:
+        """Which nodes the chosen provider left to the CPU provider (from :meth:`placement`)."""
+        try:
+            placed = self.placement()
+        except Exception as exc:  # noqa: BLE001 (a note must not fail the load)
+            return f"ops it does not take run on CPUExecutionProvider (placement unknown: {type(exc).__name__})"
+        on_cpu = placed.get("CPUExecutionProvider", [])
+        total = sum(map(len, placed.values()))
+        if not on_cpu:
+            return f"all {total} nodes on {self.device}"
+        kinds = sorted(set(on_cpu))
+        return (f"{len(on_cpu)} of {total} nodes fell back to CPUExecutionProvider: {', '.join(kinds[:10])}"
+                + (", ..." if len(kinds) > 10 else ""))
 
     @classmethod
     def available_devices(cls) -> list[str]:

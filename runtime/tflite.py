@@ -106,16 +106,6 @@ def _delegates(module, device: str | None) -> tuple[list, str, str]:
                          TfliteBackend.available_devices())
 
 
-def _cpu_ops(interpreter) -> list[str]:
-    """Ops a delegate left to the CPU kernels: the execution plan lists what a delegate took as
-    DELEGATE nodes and every other op by its own name."""
-    try:
-        ops = interpreter._get_ops_details()
-    except Exception:  # a private API: tell nothing rather than fail the load
-        return []
-    return [op.get("op_name", "?") for op in ops if "DELEGATE" not in str(op.get("op_name", "")).upper()]
-
-
 # TFLite ops that end a graph in an activation, and ops an output may pass through after it.
 _ACTIVATIONS = {"LOGISTIC": "sigmoid", "SOFTMAX": "softmax"}
 _PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "TRANSPOSE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"}
@@ -179,20 +169,11 @@ class TfliteBackend(Backend):
                 f"{path} could not be loaded by LiteRT ({type(exc).__name__}: {exc}). The file is "
                 "truncated, corrupted or not a TFLite model: convert or copy it again"
             ) from exc
-        if delegates:
-            self._note_cpu_ops()
 
     @classmethod
     def available_devices(cls) -> list[str]:
         delegate, _ = _gpu_delegate(_interpreter_module())
         return ["cpu", *(["gpu"] if delegate is not None else []), "delegate:/path/lib.so"]
-
-    def _note_cpu_ops(self) -> None:
-        cpu_ops = _cpu_ops(self._interpreter)
-        if cpu_ops:
-            names = sorted(set(cpu_ops))
-            note = f"{len(cpu_ops)} op(s) not delegated, run on the CPU: {', '.join(names[:8])}"
-            self.device_note = f"{self.device_note}; {note}" if self.device_note else note
 
     def _read_tensors(self) -> None:
         inputs = self._interpreter.get_input_details()

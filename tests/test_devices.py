@@ -105,3 +105,15 @@ def test_cli_device_flag_reports_what_ran(model_files, tmp_path):
     rows = {f["name"]: f for f in json.loads(proc.stdout)["files"]}
     assert rows[model_files["onnx"].name]["device"] == "CPUExecutionProvider"
     assert rows[model_files["tflite"].name]["device"] == "cpu (XNNPACK)"
+
+
+def test_onnx_placement_tells_which_provider_ran_each_node(model_files):
+    seg = rt.load(model_files["onnx"], threads=1)
+    placed = seg.backend.placement()  # from ONNX Runtime's profile of one run
+    assert list(placed) == ["CPUExecutionProvider"] and "Conv" in placed["CPUExecutionProvider"]
+    # With an accelerator chosen, the note counts the nodes left to the CPU provider (on this
+    # CPU-only machine the CPU provider stands in for it: every node "fell back").
+    seg.backend.device = "CUDAExecutionProvider"
+    note = seg.backend._fallback_note()
+    total = len(placed["CPUExecutionProvider"])
+    assert note.startswith(f"{total} of {total} nodes fell back to CPUExecutionProvider: ") and "Conv" in note
