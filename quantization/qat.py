@@ -137,11 +137,15 @@ def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, pro
         )
     check_layers(model, keep_float)
     target = "tflite" if cfg.target == "all" else cfg.target
-    graph = build_graphs(model, ExportOptions(target, "fp32"), TARGETS[target])[0]
+    # The fake-quantized graph trains on the loader's normalized NCHW batches: no pixel
+    # preprocessing or NHWC input inside it, whatever the target's file defaults are (the int8
+    # file written afterwards takes the target's own defaults).
+    training_io = ExportOptions(target, "fp32", layout="nchw", include_preprocess=False)
+    graph = build_graphs(model, training_io, TARGETS[target])[0]
     batches, steps_per_epoch, total_steps = _fine_tuning_batches(cfg, graph.metadata, setup, dist_info)
     trainee, pairs = (model, []) if cfg.scheme == "coreml" else folded_copy(model, graph.sample)
     if pairs:
-        graph = build_graphs(trainee, ExportOptions(target, "fp32"), TARGETS[target])[0]
+        graph = build_graphs(trainee, training_io, TARGETS[target])[0]
     fused = conv_bn_pairs(model, graph.sample) if cfg.scheme == "coreml" else []
     graph.module.to(setup.device)
     graph = replace(graph, sample=graph.sample.to(setup.device))
