@@ -76,9 +76,11 @@ def read_checkpoint_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any]
             f"{path} is not a readable safetensors file ({exc}); it may be truncated or corrupted"
         ) from exc
     if CHECKPOINT_KEY not in meta or METADATA_KEY not in meta:
+        how = (f"`edgeseg import {path.parent}` (a Hugging Face folder: config.json beside it; in Python "
+               "edgeseg.models.hf_segformer.load_hf_segformer)" if (path.parent / "config.json").is_file()
+               else f"`edgeseg import {path} --model NAME` (in Python: create_model(...) then load_weights)")
         raise CheckpointError(
-            f"{path} has no edgeseg header: it holds bare weights. Make an edgeseg checkpoint of them "
-            f"with `edgeseg import {path} --model NAME` (in Python: create_model(...) then load_weights)"
+            f"{path} has no edgeseg header: it holds bare weights. Make an edgeseg checkpoint of them with {how}"
         )
     header = _parse_header(path, meta[CHECKPOINT_KEY])
     try:

@@ -72,12 +72,17 @@ def test_cli_imports_a_hugging_face_segformer_folder(tmp_path):
         {"image_processor_type": "SegformerImageProcessor", "image_mean": [0.5, 0.4, 0.3],
          "image_std": [0.2, 0.2, 0.2], "size": {"height": 64, "width": 128}}))
 
+    run = _cli("convert", str(folder / "model.safetensors"), "--target", "onnx")  # the weights inside
+    assert run.returncode == 2 and f"edgeseg import {folder}`" in run.stderr and "load_hf_segformer" in run.stderr
     run = _cli("import", str(folder))
     assert run.returncode == 0, run.stderr[-2000:]
     ours = load_model(tmp_path / "segformer-tiny.safetensors")
     meta = ours.metadata
     assert meta.model == "segformer_b0" and meta.classes == tuple(classes)
     assert meta.mean == (0.5, 0.4, 0.3) and meta.std == (0.2, 0.2, 0.2) and meta.input_size == (64, 128)
+    # The weights file inside the folder imports the same way (config.json beside it).
+    same = import_weights(folder / "model.safetensors")
+    assert same.metadata == meta and all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), ours.state_dict().values()))
     x = torch.randn(1, 3, 64, 128)
     with torch.no_grad():
         reference = F.interpolate(theirs(pixel_values=x).logits, size=(64, 128), mode="bilinear", align_corners=False)

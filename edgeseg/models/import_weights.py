@@ -45,6 +45,8 @@ def import_weights(
         raise CheckpointError(f"{path} does not exist; give a .pth state dict or a Hugging Face SegFormer folder")
     if path.is_dir():
         net, file_meta = _hf_folder(path, model, classes)
+    elif path.suffix in (".safetensors", ".bin") and (path.parent / "config.json").is_file():
+        net, file_meta = _hf_folder(path.parent, model, classes)  # a save_pretrained folder's weights file
     elif path.suffix in STATE_DICT_SUFFIXES:
         net, file_meta = _state_dict(path, model, classes), {}
     else:
