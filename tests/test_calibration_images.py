@@ -54,6 +54,16 @@ def test_one_default_miou_drop_for_convert_qat_and_validate():
 
     assert QuantOptions().max_miou_drop == Gates().max_miou_drop == MAX_MIOU_DROP.default == 0.5
     assert QuantOptions().min_agreement == DEFAULT_AGREEMENT["int8"] == MIN_AGREEMENT.default
+    # convert and qat take the same gate flags (and --calibration images:PATH) as validate's gates.
+    import inspect
+
+    from edgeseg.cli.convert import convert
+    from edgeseg.cli.qat import CALIBRATION, qat
+
+    for command in (convert, qat):
+        params = inspect.signature(command).parameters
+        assert params["max_miou_drop"].default is MAX_MIOU_DROP and params["min_agreement"].default is MIN_AGREEMENT
+        assert params["calibration"].default is CALIBRATION and "images:PATH" in CALIBRATION.help
 
 
 def test_cli_int8_calibrates_on_plain_images_and_gates_against_float(tmp_path):
