@@ -17,10 +17,18 @@ from test_train import tiny_cfg
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without the switches edgeseg.quiet sets (an in-process CLI test
+    may have set them here, and a child would inherit them)."""
+    from edgeseg.quiet import QUIET_ENVIRONMENT
+
+    return {k: v for k, v in os.environ.items() if k not in QUIET_ENVIRONMENT}
+
+
 def edgeseg(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """The CLI in a fresh process, stdout and stderr piped (not a terminal, as in a log file)."""
     return subprocess.run([sys.executable, "-m", "edgeseg", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+                          cwd=ROOT, timeout=timeout, env=clean_env())
 
 
 def test_train_prints_progress_to_a_log_and_resume_says_from_where(tmp_path):
@@ -73,7 +81,7 @@ own = {"__name__": "edgeseg.data.build", "warnings": warnings}
 exec("warnings.warn('split val is not held out', UserWarning)", own)
 """
     runs = {mode: subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, cwd=ROOT,
-                                 timeout=120) for mode in ("quiet", "verbose")}
+                                 timeout=120, env=clean_env()) for mode in ("quiet", "verbose")}
     for text in ("JAX is multithreaded", "Failed to load _C_mxfp8.so", "torchvision is not installed"):
         assert text in runs["verbose"].stderr and text not in runs["quiet"].stderr, runs["quiet"].stderr
     assert "split val is not held out" in runs["quiet"].stderr
@@ -92,7 +100,7 @@ def test_json_output_and_shell_completion(model_files, tmp_path):
     # for (--show-completion needs to detect the calling shell, which a test process has not).
     help_text = edgeseg("--help").stdout
     assert "--install-completion" in help_text and "--show-completion" in help_text
-    env = {**os.environ, "_EDGESEG_COMPLETE": "complete_bash", "COMP_WORDS": "edgeseg bench --dev", "COMP_CWORD": "2"}
+    env = {**clean_env(), "_EDGESEG_COMPLETE": "complete_bash", "COMP_WORDS": "edgeseg bench --dev", "COMP_CWORD": "2"}
     done = subprocess.run([sys.executable, "-m", "edgeseg"], capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=60)
     assert done.stdout.split() == ["--device"], done.stdout + done.stderr

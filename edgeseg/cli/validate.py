@@ -1,4 +1,5 @@
-"""``edgeseg validate``: converted files vs the PyTorch reference on labelled images, with gates.
+"""``edgeseg validate``: converted files vs the PyTorch reference on labelled images, with gates
+(or, without ``--reference`` and without PyTorch, against the labels alone).
 
 Exit status: 0 every file passed; 1 a file failed validation or failed to load; 3 nothing
 failed but some file cannot run on this machine (CoreML off macOS), so it is not verified.
@@ -43,7 +44,10 @@ def validate(
     device: Optional[str] = DEVICE,  # noqa: UP007
     as_json: bool = JSON,
 ) -> None:
-    """Score each file and the reference on the same images; fail if a file breaks a gate."""
+    """Score each file and the reference on the same images; fail if a file breaks a gate.
+
+    Without --reference (no PyTorch needed): each file is scored against the labels only, no gate.
+    """
     from edgeseg.validate import Gates
     from edgeseg.validate import validate as run_validation
     from edgeseg.validate.report import accuracy_markdown, latency_markdown, report_dict, write_report
