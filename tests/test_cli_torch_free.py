@@ -71,6 +71,10 @@ def test_runtime_commands_run_without_torch(model_files, labelled_folder, tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "frames" in proc.stdout
 
+    proc = edgeseg("inspect", onnx, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)
+
 
 @pytest.mark.parametrize(("command", "extra"), [
     (["train", "--model", "lraspp_mobilenetv3_small", "--iters", "1"], "torch"),
