@@ -68,9 +68,10 @@ def test_warp_matches_resize_then_crop_and_never_blends_labels(seed):
     level = 1 / 255 / min(STD)
     assert np.abs(new_image - old_image).max() <= 3 * level
     assert np.abs(new_image - old_image).mean() <= 0.3 * level  # a pixel shift would be far more
-    # warpAffine rounds source coordinates to 1/32 pixel: near-ties may pick the other neighbour; the
-    # old off-centre nearest (or a half-pixel shift) agreed on 80-88% here.
-    assert (new_mask == old_mask).mean() >= 0.99
+    # warpAffine rounds source coordinates to 1/32 pixel: near-ties may pick the other neighbour
+    # (lowest seed: 98.2% with OpenCV 4.14, over 99% with 5.0); the old off-centre nearest (or a
+    # half-pixel shift) agreed on 80-88% here.
+    assert (new_mask == old_mask).mean() >= 0.975
     assert set(np.unique(new_mask)) <= set(np.unique(sample.mask)) | {255}  # labels copied, never blended
     assert ((new_mask == 255) == (old_mask == 255)).mean() >= 0.99  # padding and ignore stay ignore
 
