@@ -104,3 +104,22 @@ def test_json_output_and_shell_completion(model_files, tmp_path):
     done = subprocess.run([sys.executable, "-m", "edgeseg"], capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=60)
     assert done.stdout.split() == ["--device"], done.stdout + done.stderr
+
+
+def test_long_commands_print_progress_and_convert_prints_only_edgeseg_lines(model_files, tmp_path):
+    # convert: the stages as they start, then the result; nothing of torch.export, onnxscript or
+    # ONNX Runtime (with --verbose: the torchvision/FutureWarning lines, benchmarks/quiet_output.md).
+    out = tmp_path / "m.onnx"
+    proc = edgeseg("convert", str(model_files["ckpt"]), "--target", "onnx", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == ["onnx fp32: converting m.onnx", "onnx fp32: checking m.onnx against PyTorch"]
+    assert proc.stdout.splitlines()[0] == f"wrote {out}" and len(proc.stdout.splitlines()) == 2
+    proc = edgeseg("models", "--size", "64x64", "--name", "lraspp_mobilenetv3_small", "--name", "segformer_b0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [line.split(",")[0] for line in proc.stderr.splitlines()] == [
+        "models: measuring 1/2 (lraspp_mobilenetv3_small)", "models: measuring 2/2 (segformer_b0)"]
+    proc = edgeseg("int8-report", str(model_files["ckpt"]), "--calib-size", "1", "--calibration",
+                   f"folder:{write_labelled_folder(tmp_path / 'labelled', count=1)}", "--top", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    layers = [line for line in proc.stderr.splitlines() if line.startswith("int8-report: layer ")]
+    assert layers and layers[-1].split(" (")[0].split()[-1].split("/")[0] == layers[-1].split(" (")[0].split("/")[-1]
