@@ -74,7 +74,10 @@ def explain_failure(exc: Exception, graph, target: str) -> ConversionError:
     except Exception as export_exc:  # torch.export itself fails: that is the op to report
         message = f"{message}\n(torch.export: {export_exc})"
         ops = {}
-    named = [op for op in ops if _mentions(message, op) and not op.startswith("<")]
+    # torch.export's own checks (``_assert_tensor_metadata`` after a dtype cast, ``_assert_scalar``)
+    # are dropped before any backend sees the graph; a message that quotes the graph is not about them.
+    named = [op for op in ops if _mentions(message, op) and not op.startswith("<")
+             and not _base(op).startswith("_assert")]
     way_out = WAYS_OUT.get(target, "try another target")
     if named:
         # Messages also name common ops in passing (``%add``); the most specific name is the
