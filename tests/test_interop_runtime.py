@@ -87,6 +87,7 @@ def binary_files(tmp_path_factory):
     sigmoid, logit = _Binary(sigmoid=True), _Binary(sigmoid=False)
     # Standard metadata only: inputs in [-1, 1] ((pixel - 127.5) / 127.5), labels name the foreground.
     data = add_tflite_metadata(_tflite_bytes(sigmoid), {"TFLITE_METADATA": _standard_metadata("labels.txt", [127.5], [127.5])})
+    (folder / "without_labels.tflite").write_bytes(data)
     (folder / "standard.tflite").write_bytes(add_associated_files(data, {"labels.txt": b"red thing\n"}))
     (folder / "plain.tflite").write_bytes(_tflite_bytes(logit))  # no metadata at all
     return folder, sigmoid, logit
@@ -162,29 +163,16 @@ def test_override_by_field_name(binary_files):
         rt.load(folder / "plain.tflite", metadata={"classes": ("a", "b", "c")})
 
 
-def test_override_on_an_edgeseg_file(tmp_path):
-    from convert_helpers import TinySegModel
-    from edgeseg.converters import convert
-
-    path = convert(TinySegModel(num_classes=3), "onnx", out=tmp_path / "m.onnx").path
-    seg = rt.load(path, metadata={"classes": ("road", "car", "tree"), "resize": "letterbox"})
-    assert seg.metadata.classes == ("road", "car", "tree") and seg.metadata.resize == "letterbox"
-    with pytest.raises(rt.MetadataError, match="resize 'squash' is not one of"):
-        rt.load(path, metadata={"resize": "squash"})
-    with pytest.raises(rt.MetadataError, match="the override names 2 classes but the graph output .* has 3 class channels"):
-        rt.load(path, metadata={"classes": ("road", "car")})
-
-
-def test_labels_that_contradict_the_graph_are_refused(tmp_path):
-    data = add_tflite_metadata(_tflite_bytes(_Binary(sigmoid=True)),
-                               {"TFLITE_METADATA": _standard_metadata("labels.txt", [127.5], [127.5])})
+def test_labels_that_contradict_the_graph_are_refused(binary_files, tmp_path):
+    folder, _, _ = binary_files
+    data = (folder / "without_labels.tflite").read_bytes()
     path = tmp_path / "three_labels.tflite"
     path.write_bytes(add_associated_files(data, {"labels.txt": b"a\nb\nc\n"}))
     with pytest.raises(rt.MetadataError, match="its standard TFLite metadata names 3 classes"):
         rt.load(path)
-    path.write_bytes(data)  # the labels file the metadata names is missing
+    # The labels file the metadata names is missing.
     with pytest.raises(rt.MetadataError, match="labels file 'labels.txt'"):
-        rt.load(path)
+        rt.load(folder / "without_labels.tflite")
 
 
 def test_openvino_model_info_without_edgeseg_entry(tmp_path):
@@ -250,3 +238,10 @@ def test_standard_blocks_of_an_edgeseg_file_round_trip_without_its_edgeseg_entry
         assert seg.metadata.include_preprocess == full.metadata.include_preprocess, target
         assert seg.metadata.mean == pytest.approx(full.metadata.mean) or seg.metadata.include_preprocess, target
         assert np.array_equal(seg.predict(image), full.predict(image)), target
+        # Overrides apply to edgeseg's own files too, checked like the file's own metadata.
+        seg = rt.load(path, metadata={"classes": ("road", "car", "tree"), "resize": "letterbox"})
+        assert seg.metadata.classes == ("road", "car", "tree") and seg.metadata.resize == "letterbox"
+        with pytest.raises(rt.MetadataError, match="resize 'squash' is not one of"):
+            rt.load(path, metadata={"resize": "squash"})
+        with pytest.raises(rt.MetadataError, match="the override names 2 classes but the graph output .* has 3 class"):
+            rt.load(path, metadata={"classes": ("road", "car")})
