@@ -2,10 +2,11 @@
 default (third-party output silenced) and with ``--verbose`` (everything the libraries print,
 which is what every conversion printed before issue 17).
 
-    python benchmarks/quiet_output.py [--checkpoint CKPT] [--size 64x64]
+    python benchmarks/quiet_output.py [--checkpoint CKPT] [--size 64x64] [--only tflite:int8 ...]
 
 Without ``--checkpoint`` a tiny LR-ASPP MobileNetV3-Small is trained for 10 steps on synthetic
 data first (its classes match the synthetic calibration and gate data of the int8 conversions).
+``--only TARGET:PRECISION`` (repeatable) measures those rows again into the existing results.
 Writes ``benchmarks/results/quiet_output.{md,json}`` (with each run's full output in the JSON).
 """
 
@@ -35,7 +36,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint")
     parser.add_argument("--size", default="64x64")
+    parser.add_argument("--only", action="append", default=[], help="TARGET:PRECISION rows to measure again")
     args = parser.parse_args()
+    previous = {}
+    if args.only:
+        old = json.loads((RESULTS / "quiet_output.json").read_text())
+        previous = {(r["target"], r["precision"]): r for r in old["rows"]}
+        args.checkpoint = args.checkpoint or old["checkpoint"]
     work = Path(tempfile.mkdtemp(prefix="quiet_output_"))
     checkpoint = args.checkpoint
     if checkpoint is None:
@@ -47,6 +54,9 @@ def main() -> None:
         checkpoint = str(work / "run" / "last.safetensors")
     rows = []
     for target, precision in CASES:
+        if args.only and f"{target}:{precision}" not in args.only:
+            rows.append(previous[(target, precision)])
+            continue
         row = {"target": target, "precision": precision}
         for mode, flags in (("verbose", ["--verbose"]), ("default", [])):
             out = work / mode / f"m_{precision}{SUFFIX[target]}"

@@ -90,8 +90,8 @@ def native_output_captured(enabled: bool = True) -> Iterator[None]:
     switch reaches); print it if the block raises an unexpected error. Only where the CLI runs quiet (:func:`active`):
     a program that imports edgeseg keeps its own output. Python's ``sys.stdout``/``sys.stderr``
     writes in the block go to the same place, so edgeseg prints its result after the block."""
-    if not enabled or not active():
-        yield
+    if not enabled or not active() or "terminal" in _state:
+        yield  # off, or inside another capture (a conversion loading its file in LiteRT): it holds
         return
     sys.stdout.flush()
     sys.stderr.flush()
@@ -112,11 +112,11 @@ def native_output_captured(enabled: bool = True) -> Iterator[None]:
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
-            _state.pop("terminal").close()
-            os.dup2(saved[0], 1)
+            os.dup2(saved[0], 1)  # the descriptors first: nothing below may fail with them held
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+            _state.pop("terminal").close()
             if failed:
                 held.seek(0)
                 text = held.read().decode("utf-8", "replace").strip()

@@ -123,3 +123,31 @@ def test_long_commands_print_progress_and_convert_prints_only_edgeseg_lines(mode
     assert proc.returncode == 0, proc.stderr[-3000:]
     layers = [line for line in proc.stderr.splitlines() if line.startswith("int8-report: layer ")]
     assert layers and layers[-1].split(" (")[0].split()[-1].split("/")[0] == layers[-1].split(" (")[0].split("/")[-1]
+
+
+def test_native_output_capture_nests_and_shows_what_it_held_on_an_error():
+    # A conversion holds the libraries' C++ output back and loads its file in LiteRT, which holds
+    # back its own line: the inner capture must leave the outer one working.
+    code = """
+import os, sys
+import edgeseg.quiet as q
+q._state["quiet"] = True  # as the CLI's quiet_third_party() leaves it
+with q.native_output_captured():
+    os.write(2, b"native outer\\n")
+    with q.native_output_captured():
+        os.write(2, b"native inner\\n")
+        q.say("progress inner")
+    q.say("progress outer")
+os.write(2, b"restored\\n")
+try:
+    with q.native_output_captured():
+        os.write(2, b"held before the error\\n")
+        raise RuntimeError("boom")
+except RuntimeError:
+    os.write(2, b"caught\\n")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["progress inner", "progress outer", "restored",
+                                        "output of the libraries before the error:", "held before the error",
+                                        "caught"]
