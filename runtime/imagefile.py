@@ -15,6 +15,7 @@ Every failure is an :class:`~edgeseg.runtime.errors.ImageFileError` naming the f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from pathlib import Path
@@ -56,7 +57,8 @@ def decode_image(data: bytes, *, name: str = "image", orientation: bool = True,
     if not orientation:
         flags |= cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        with _opencv_quiet(cv2):  # its decoders print "[ERROR:0@...]" lines; our error says it
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as exc:  # OpenCV's own limits (e.g. OPENCV_IO_MAX_IMAGE_PIXELS)
         raise ImageFileError(f"{name} could not be decoded ({_first_line(exc)})") from exc
     if image is None:
@@ -161,6 +163,23 @@ def _cv2():
             "reading image files needs OpenCV: pip install opencv-python-headless"
         ) from exc
     return cv2
+
+
+@contextlib.contextmanager
+def _opencv_quiet(cv2):
+    """OpenCV's log silenced for one call (``edgeseg --verbose`` leaves it on)."""
+    from edgeseg.quiet import verbose
+
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None or verbose():
+        yield
+        return
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
 
 
 def _first_line(exc: Exception) -> str:
