@@ -106,8 +106,9 @@ def native_output_captured(enabled: bool = True) -> Iterator[None]:
         except BaseException as exc:
             from edgeseg.errors import EdgesegError
 
-            # edgeseg's own errors say what is wrong and what to do; others get the libraries' words.
-            failed = not isinstance(exc, EdgesegError)
+            # edgeseg's own errors say what is wrong and what to do (and an exit is no error);
+            # others get the libraries' words.
+            failed = not isinstance(exc, (EdgesegError, SystemExit))
             raise
         finally:
             sys.stdout.flush()
