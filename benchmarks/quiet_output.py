@@ -73,7 +73,8 @@ def main() -> None:
         "# Lines printed by `edgeseg convert` (stdout + stderr)", "",
         f"`python benchmarks/quiet_output.py` on a {args.size} LR-ASPP MobileNetV3-Small checkpoint "
         "(10 training steps). `--verbose` shows what the libraries print (what every conversion "
-        "printed before issue 17); the default silences it. Full outputs in quiet_output.json.", "",
+        "printed before issue 17, plus the two stage lines convert prints now); the default silences it. "
+        "Each output below is stdout, then stderr. Full outputs in quiet_output.json.", "",
         "| target | precision | --verbose lines | default lines | exit (verbose / default) |",
         "|---|---|---|---|---|",
     ]
