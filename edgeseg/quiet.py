@@ -72,6 +72,9 @@ def quiet_third_party(verbose: bool = False) -> None:
     warnings.filterwarnings("default", category=MissingMetadataWarning)
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Libraries that log through the root logger (litert-torch's "converted in training mode",
+    # ONNX Runtime's quantizer "consider pre-processing"); edgeseg itself does not use logging.
+    logging.getLogger().setLevel(logging.ERROR)
     absl = sys.modules.get("absl.logging")
     if absl is not None:
         absl.set_verbosity(absl.ERROR)

@@ -75,6 +75,7 @@ library = {"__name__": "torchao.ops", "warnings": warnings, "logging": logging}
 exec("warnings.warn('JAX is multithreaded', RuntimeWarning)", library)
 logging.basicConfig()
 logging.getLogger("torchao").warning("Failed to load _C_mxfp8.so")
+logging.warning("Your model is converted in training mode")  # litert-torch logs through the root logger
 import torch  # torch resets its own logger's level when imported: TORCH_LOGS keeps it at ERROR
 logging.getLogger("torch.onnx").warning("torchvision is not installed")
 own = {"__name__": "edgeseg.data.build", "warnings": warnings}
@@ -82,7 +83,8 @@ exec("warnings.warn('split val is not held out', UserWarning)", own)
 """
     runs = {mode: subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, cwd=ROOT,
                                  timeout=120, env=clean_env()) for mode in ("quiet", "verbose")}
-    for text in ("JAX is multithreaded", "Failed to load _C_mxfp8.so", "torchvision is not installed"):
+    for text in ("JAX is multithreaded", "Failed to load _C_mxfp8.so", "torchvision is not installed",
+                 "converted in training mode"):
         assert text in runs["verbose"].stderr and text not in runs["quiet"].stderr, runs["quiet"].stderr
     assert "split val is not held out" in runs["quiet"].stderr
 
