@@ -153,3 +153,14 @@ except RuntimeError:
     assert proc.stderr.splitlines() == ["progress inner", "progress outer", "restored",
                                         "output of the libraries before the error:", "held before the error",
                                         "caught"]
+
+
+def test_demo_prints_a_progress_line_every_few_seconds(capsys):
+    from edgeseg.cli.demo import _FrameProgress
+
+    progress = _FrameProgress()
+    progress.SECONDS = 0.0  # a line for every frame here; 10 s in a real run
+    progress(None, None)
+    progress(None, None)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["demo: 1 frames", "demo: 2 frames"] and "FPS" in lines[0]

@@ -41,10 +41,33 @@ def demo(
     options.check()
     with rt.load(model, backend=backend, threads=threads, device=device) as session, open_source(source) as frames:
         typer.echo(f"{session.describe()}\nsource: {frames.kind} {frames.target}", err=True)
-        summary = run_demo(session, frames, options)
+        summary = run_demo(session, frames, options, on_frame=_FrameProgress())
     typer.echo("\n".join(summary.lines()))
     if summary_json:
         write_json_atomic(summary_json, summary.to_dict())
         typer.echo(f"summary: {summary_json}")
     if summary.frames == 0:
         raise typer.Exit(1)
+
+
+class _FrameProgress:
+    """A progress line on stderr every :attr:`SECONDS` of a long demo (frames so far, FPS), so a
+    headless run writing a video into a log file shows it is alive."""
+
+    SECONDS = 10.0
+
+    def __init__(self) -> None:
+        import time
+
+        self.frames = 0
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, frame, mask) -> None:
+        import time
+
+        self.frames += 1
+        now = time.perf_counter()
+        if now - self.last >= self.SECONDS:
+            self.last = now
+            typer.echo(f"demo: {self.frames} frames, {self.frames / (now - self.start):.1f} FPS, "
+                       f"{now - self.start:.0f} s", err=True)
