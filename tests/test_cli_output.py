@@ -164,3 +164,18 @@ def test_demo_prints_a_progress_line_every_few_seconds(capsys):
     progress(None, None)
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(",")[0] for line in lines] == ["demo: 1 frames", "demo: 2 frames"] and "FPS" in lines[0]
+
+
+def test_validate_and_bench_report_progress_as_they_go(model_files, tmp_path, monkeypatch):
+    import edgeseg.validate.accuracy as accuracy
+    import edgeseg.validate.bench as bench
+
+    monkeypatch.setattr(accuracy, "PROGRESS_SECONDS", 0.0)  # a line per image / round (10 s in a real run)
+    monkeypatch.setattr(bench, "PROGRESS_SECONDS", 0.0)
+    said: list[str] = []
+    folder = write_labelled_folder(tmp_path / "labelled", count=2)
+    accuracy.validate([model_files["onnx"]], None, f"folder:{folder}", threads=1, progress=said.append)
+    assert [s.split(",")[0] for s in said[1:]] == ["  0/2 images scored", "  1/2 images scored"]
+    said.clear()
+    bench.bench([model_files["onnx"]], threads=1, warmup=0, runs=2, cold_start=False, progress=said.append)
+    assert [s.split(",")[0] for s in said[1:]] == ["  round 0/2", "  round 1/2"]

@@ -20,6 +20,8 @@ from edgeseg.validate.errors import ValidationSetupError
 from edgeseg.validate.files import backend_of, file_size, open_file
 from edgeseg.validate.latency import LatencyStats, TimedBackend
 
+#: Seconds between two "round" progress lines of a long bench.
+PROGRESS_SECONDS = 10.0
 MEASURED = "measured"  # the bench status of a file that ran (the others reuse the gate statuses)
 
 
@@ -155,7 +157,11 @@ def bench(
         domain = session.domains[0] if session.domains else session.metadata.domain
         live.append((result, session, pixels, domain, [], []))
     say(f"timing {len(live)} file(s): {warmup} warm-up + {runs} timed rounds, round robin")
+    started = last_said = time.perf_counter()
     for round_index in range(warmup + runs):
+        if time.perf_counter() - last_said >= PROGRESS_SECONDS:  # a big model: minutes of rounds
+            last_said = time.perf_counter()
+            say(f"  round {round_index}/{warmup + runs}, {last_said - started:.0f} s")
         for result, session, pixels, domain, predict_s, model_s in live:
             start = time.perf_counter()
             session.predict(pixels, domain=domain)
