@@ -116,10 +116,10 @@ def test_long_commands_print_progress_and_convert_prints_only_edgeseg_lines(mode
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.splitlines() == ["onnx fp32: converting m.onnx", "onnx fp32: checking m.onnx against PyTorch"]
     assert proc.stdout.splitlines()[0] == f"wrote {out}" and len(proc.stdout.splitlines()) == 2
-    proc = edgeseg("models", "--size", "64x64", "--name", "lraspp_mobilenetv3_small", "--name", "segformer_b0")
+    proc = edgeseg("models", "--size", "64x64", "--name", "lraspp_mobilenetv3_small", "--name", "lraspp_mobilenetv3_large")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [line.split(",")[0] for line in proc.stderr.splitlines()] == [
-        "models: measuring 1/2 (lraspp_mobilenetv3_small)", "models: measuring 2/2 (segformer_b0)"]
+        "models: measuring 1/2 (lraspp_mobilenetv3_small)", "models: measuring 2/2 (lraspp_mobilenetv3_large)"]
     proc = edgeseg("int8-report", str(model_files["ckpt"]), "--calib-size", "1", "--calibration",
                    f"folder:{write_labelled_folder(tmp_path / 'labelled', count=1)}", "--top", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
