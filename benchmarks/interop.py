@@ -25,6 +25,8 @@ the synthetic data, into runs/interop/ (ignored by git).
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import platform
 import subprocess
 import sys
@@ -66,18 +68,29 @@ def checkpoint(model: str, iters: int) -> Path:
     return checkpoint(model, iters)
 
 
-def convert_plain(ckpt: Path, target: str, precision: str, size: int) -> Path:
-    """`edgeseg convert CKPT --target T --precision P --input-size SxS`, nothing else."""
+# An int8 file the accuracy gate refuses (a briefly trained checkpoint can lose more than the gate
+# allows) is converted again with the gate opened this far: interop compares the consumer with
+# edgeseg.runtime on the same file, whatever its accuracy. Such rows say so.
+LOOSE_GATE = ["--max-miou-drop", "20", "--min-agreement", "0.5"]
+
+
+def convert_plain(ckpt: Path, target: str, precision: str, size: int) -> tuple[Path, str]:
+    """`edgeseg convert CKPT --target T --precision P --input-size SxS`, nothing else; returns
+    the file and "" (or the gate's refusal, when the file needed LOOSE_GATE)."""
     suffix = {"tflite": ".tflite", "openvino": ".xml"}[target]
     out = RUNS / "files" / f"{ckpt.parent.name}_{size}_{precision}{suffix}"
+    refusal_file = out.with_name(out.name + ".gate-refused.txt")
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "edgeseg", "convert", str(ckpt), "--target", target, "--precision", precision,
                "--input-size", f"{size}x{size}", "--out", str(out)]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0 and "fails the accuracy gate" in done.stderr:
+            refusal_file.write_text(done.stderr.strip().splitlines()[-1])
+            done = subprocess.run(cmd + LOOSE_GATE, cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd[2:])} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return out
+    return out, refusal_file.read_text() if refusal_file.exists() else ""
 
 
 def measure(path: Path, consumer: str) -> dict:
@@ -122,7 +135,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="model input size (square)")
     parser.add_argument("--iters", type=int, default=300, help="training steps when a checkpoint is missing")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--render-only", action="store_true", help="rewrite interop.md from interop.json")
     args = parser.parse_args()
+    if args.render_only:
+        from edgeseg.fileio import write_text_atomic
+
+        write_text_atomic(RESULTS / "interop.md", render(json.loads((RESULTS / "interop.json").read_text())))
+        return
     warnings.filterwarnings("ignore")
     started = time.time()
     results = []
@@ -130,9 +149,9 @@ def main() -> None:
         ckpt = checkpoint(model, args.iters)
         for precision in ("fp32", "int8"):
             for target, consumer in (("tflite", "mediapipe"), ("openvino", "model_api")):
-                path = convert_plain(ckpt, target, precision, args.size)
+                path, refused = convert_plain(ckpt, target, precision, args.size)
                 row = {"model": model, "precision": precision, "file": path.name, "consumer": consumer,
-                       **measure(path, consumer)}
+                       "gate_refused_plain_convert": refused, **measure(path, consumer)}
                 results.append(row)
                 print(f"{model} {precision} {consumer}: min agreement {row['min_agreement']:.4f} "
                       f"(model size {row['min_at_model_size']:.4f})", flush=True)
@@ -155,8 +174,11 @@ def _versions() -> dict:
                                     "opencv-python-headless", "opencv-contrib-python")}
 
 
-NOTES = """Where the masks differ, and why (the files declare the same preprocessing to every consumer; the
-"photo at model size" column, where no one resizes, is 100% for MediaPipe):
+NOTES = """Where the masks differ, and why. The files declare the same preprocessing to every consumer: with
+the photo at the model's size (no one resizes), MediaPipe's masks are edgeseg's on every fp32 file
+and on LR-ASPP int8, and Model API's are at f32 on every file. SegFormer-B0 int8 in MediaPipe agrees
+on 99.0% there: the same file and input through MediaPipe's own TFLite build, whose int8 kernels
+round differently from ai-edge-litert's (not investigated further). At the photo's own size:
 
 - MediaPipe's CPU ImageToTensor samples the photo at pixel corners (`x * W / w`), edgeseg (like
   OpenCV's resize and PyTorch's interpolate, and the training pipeline) at pixel centres
@@ -166,8 +188,8 @@ NOTES = """Where the masks differ, and why (the files declare the same preproces
   logit interpolation alone: 98.8%, 99.3%). Redoing both on edgeseg.runtime's logits gives
   MediaPipe's mask back (fp32 rows). Int8 logits are quantized: interpolated between equal
   quantized values they tie exactly, and float rounding picks the class, so the int8 rows stay
-  below 100% there. Nothing in the file can change MediaPipe's sampling; on GPU delegates MediaPipe
-  samples textures at pixel centres.
+  below 100% there. Nothing in the file can change MediaPipe's sampling (measured on its CPU path;
+  its GPU path was not run here).
 - Model API resizes inside the compiled model (OpenVINO's preprocessing, linear) and compiles at
   the CPU's default precision, bf16 on this CPU (edgeseg.runtime pins f32; no rt_info key sets the
   precision, `OpenvinoAdapter(..., plugin_config={"INFERENCE_PRECISION_HINT": "f32"})` does). Both
@@ -193,16 +215,29 @@ def render(report: dict) -> str:
     ]
     for r in report["rows"]:
         resampled = f"{r['min_with_its_resampling']:.2%}"
+        star = " (*)" if r["gate_refused_plain_convert"] else ""
         lines.append(
-            f"| {r['model']} | {r['precision']} | {r['consumer']} | {r['min_agreement']:.2%} | "
+            f"| {r['model']} | {r['precision']}{star} | {r['consumer']} | {r['min_agreement']:.2%} | "
             f"{r['min_at_model_size']:.2%} | {resampled} | {all(p['labels_read'] for p in r['photos'])} | "
             f"{'yes' if r['min_agreement'] >= report['target'] else 'NO'} |"
         )
+    refused = [r for r in report["rows"] if r["gate_refused_plain_convert"]]
+    if refused:
+        def drop(text: str) -> str:
+            found = re.search(r"mIoU drops [0-9.]+ points \(gate [0-9.]+\)", text)
+            return found.group(0) if found else text[:120]
+
+        lines += ["", "(*) the plain `edgeseg convert` refused this int8 file at its accuracy gate ("
+                  + "; ".join(f"{r['file']}: {drop(r['gate_refused_plain_convert'])}" for r in refused)
+                  + "): the checkpoint is barely trained. The file measured here is the same conversion "
+                  f"with `{' '.join(LOOSE_GATE)}`; the agreement compares consumers on one file, whatever its accuracy."]
     lines += ["", "Per photo (agreement at photo size):", ""]
     for r in report["rows"]:
         lines.append(f"- {r['model']} {r['precision']} {r['consumer']}: " + ", ".join(
             f"{p['photo']} {p['agreement']:.2%}" for p in r["photos"]))
-    lines += ["", NOTES, "", f"Reproduce: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/interop.py` ({report['seconds']} s here).", ""]
+    lines += ["", NOTES, "", f"Reproduce: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/interop.py` ({report['seconds']} s "
+              "here to measure; training the two checkpoints (300 steps each) and the 8 conversions took about "
+              "45 minutes more on this shared CPU).", ""]
     return "\n".join(lines)
 
 
