@@ -76,3 +76,17 @@ def test_inspect_text_says_a_damaged_file_fails_its_checksum(files, tmp_path):
 def test_inspect_a_missing_file_is_a_clean_error(tmp_path):
     result = _cli("inspect", str(tmp_path / "nothing.tflite"))
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_inspect_shows_control_characters_from_a_file_as_escapes(tmp_path):
+    # A file's own words (here an ONNX metadata property) must not drive the terminal.
+    import onnx
+
+    path = convert(ColourSegModel(num_classes=3, size=(64, 64)), "onnx", out=tmp_path / "m.onnx").path
+    model = onnx.load(str(path))
+    prop = model.metadata_props.add()
+    prop.key, prop.value = "note", "\x1b[2Jcleared\nfake line"
+    onnx.save(model, str(path))
+    result = _cli("inspect", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\\x1b[2Jcleared\\nfake line" in result.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -158,7 +159,12 @@ def render(report: dict) -> str:
         lines.append(f"  {key}: {_short(value)}")
     for text in report["runtime_warnings"]:
         lines.append(f"warning: {text}")
-    return "\n".join(lines)
+    # Names and metadata come from the file: a control character (ESC starts a terminal escape
+    # sequence, a newline would fake a line of this report) is shown as its escape, not obeyed.
+    return "\n".join(_CONTROL.sub(lambda m: repr(m.group())[1:-1], line) for line in lines)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _short(value, limit: int = 160) -> str:
