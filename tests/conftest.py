@@ -3,7 +3,22 @@ import os
 # Two cores: keep torch from oversubscribing when pytest-xdist runs two workers.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import signal  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _restore_sigchld():
+    # A DataLoader with worker processes leaves PyTorch's SIGCHLD handler installed process-wide
+    # (it checks its workers whenever any child exits). In a pytest process that later runs CLI
+    # subprocesses, that handler ran on their exit and crashed the process (segfault, reproduced:
+    # test_data_transforms' loader test, then test_devices' CLI runs, in one process). Each test
+    # gets the handler it started with back.
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    if signal.getsignal(signal.SIGCHLD) is not before:
+        signal.signal(signal.SIGCHLD, before)
 
 
 @pytest.fixture(autouse=True)

@@ -66,7 +66,9 @@ def test_warp_matches_resize_then_crop_and_never_blends_labels(seed):
     old_image, old_mask = _old_pipeline(transform, sample, np.random.default_rng(seed))
     # The same draws give the same crop: pixels within rounding (a level or two after jitter).
     level = 1 / 255 / min(STD)
-    assert np.abs(new_image - old_image).max() <= 3 * level
+    # A level or two after jitter; up to 4 on a rare pixel where OpenCV's builds round the warp's
+    # 1/32-pixel weights differently (the contrib and headless 4.14 wheels).
+    assert np.abs(new_image - old_image).max() <= 4 * level
     assert np.abs(new_image - old_image).mean() <= 0.3 * level  # a pixel shift would be far more
     # warpAffine rounds source coordinates to 1/32 pixel: near-ties may pick the other neighbour
     # (lowest seed: 98.2% with OpenCV 4.14, over 99% with 5.0); the old off-centre nearest (or a
