@@ -31,7 +31,9 @@ from edgeseg.errors import ConfigError
 from edgeseg.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.metrics import IGNORE_INDEX
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# Rec. 601 luma weights of R, G, B: the grey that contrast and saturation jitter pivot on (the
+# torch pixel stage in edgeseg.train.batches uses the same weights).
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _cv2():
@@ -71,11 +73,11 @@ def jitter_pixels(image: np.ndarray, factors: np.ndarray) -> np.ndarray:
     float32 H x W x 3 pixels in 0..255, clipped back to that range."""
     brightness, contrast, saturation = (np.float32(v) for v in factors)
     image *= brightness
-    grey = image @ _LUMA
+    grey = image @ LUMA
     image -= grey.mean()
     image *= contrast
     image += grey.mean()
-    grey = (image @ _LUMA)[..., None]
+    grey = (image @ LUMA)[..., None]
     image -= grey
     image *= saturation
     image += grey

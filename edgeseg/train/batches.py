@@ -24,9 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edgeseg.data.errors import DatasetError
-from edgeseg.data.transforms import Crop, pixels_to_chw
-
-_LUMA = (0.299, 0.587, 0.114)
+from edgeseg.data.transforms import LUMA, Crop, pixels_to_chw
 
 
 class CropBatch(NamedTuple):
@@ -71,7 +69,7 @@ class PixelStage:
     def _jitter(x: torch.Tensor, factors: torch.Tensor, valid: torch.Tensor) -> None:
         n = x.shape[0]
         brightness, contrast, saturation = (factors[:, i].view(n, 1, 1, 1) for i in range(3))
-        luma = torch.tensor(_LUMA, device=x.device)
+        luma = torch.tensor(LUMA, device=x.device)
         x.mul_(brightness)
         grey = torch.einsum("nchw,c->nhw", x, luma).unsqueeze(1)
         # The mean grey of the valid region alone (the numpy stage jitters the crop before padding).
