@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from demo_helpers import block_frame, channel_argmax_onnx, read_video, write_video
+from demo_helpers import block_frame, channel_argmax_onnx, load_example, read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_camera_demo_on_a_clip(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("camera_demo", ROOT / "examples" / "camera_demo.py")
-    camera_demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(camera_demo)
+    camera_demo = load_example("camera_demo")
     model = channel_argmax_onnx(tmp_path / "channels.onnx")
     clip = write_video(tmp_path / "clip.avi", [block_frame(i) for i in range(6)])
     camera_demo.main([str(model), "--source", str(clip), "--out", str(tmp_path / "overlay.avi")])

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from demo_helpers import load_example
 
 ROOT = Path(__file__).resolve().parents[1]
 # --tiny converts for every target whose runtime works here (CoreML only converts off macOS, so
@@ -15,11 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_quickstart():
-    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "examples" / "quickstart.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["quickstart"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_example("quickstart")
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import threading
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from demo_helpers import channel_argmax_onnx
+from demo_helpers import channel_argmax_onnx, load_example
 
 import edgeseg.runtime as rt
 
@@ -19,15 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "robot_stream.py"
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("robot_stream", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["robot_stream"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-robot_stream = load_example()
+robot_stream = load_example("robot_stream")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from demo_helpers import channel_argmax_onnx
+from demo_helpers import channel_argmax_onnx, load_example
 
 from edgeseg.metadata import default_palette
 from edgeseg.validate.latency import LatencyStats
@@ -63,19 +63,9 @@ def _video(path: Path, frames: int, fps: float) -> Path:
     return path
 
 
-def _robot_stream():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("robot_stream", ROOT / "examples" / "robot_stream.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["robot_stream"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_robot_stream_realtime_paces_a_video_at_its_frame_rate(tmp_path):
     video = _video(tmp_path / "clip.avi", 16, 40.0)  # 0.4 s of video
-    robot_stream = _robot_stream()
+    robot_stream = load_example("robot_stream")
 
     def read_all(realtime: bool) -> list[float]:
         read_frame, close = robot_stream.opencv_reader(str(video), realtime)
