@@ -325,7 +325,7 @@ def main() -> None:
 
     import torch
 
-    from edgeseg.cli.options import parse_size
+    from edgeseg.metadata import parse_size
     from edgeseg.converters.openvino import default_cpu_precision
     from edgeseg.models import list_models
 

@@ -29,7 +29,7 @@ from edgeseg import __version__
 from edgeseg.data.synthetic import SyntheticDataset
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.losses import MixLoss
-from edgeseg.metadata import IMAGENET_MEAN, IMAGENET_STD
+from edgeseg.metadata import IMAGENET_MEAN, IMAGENET_STD, parse_size
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import create_model
 from edgeseg.models.profile import count_params
@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--size", default="64x128", help="HxW of the synthetic images")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = parse_size(args.size)
     seeds = [int(v) for v in args.seeds.split(",")]
     torch.set_num_threads(1)
     data = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import colorsys
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -51,6 +52,19 @@ def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
 
 def default_classes(num_classes: int) -> tuple[str, ...]:
     return tuple(f"class_{i}" for i in range(num_classes))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """An input size as people type it: ``"512x1024"`` -> ``(512, 1024)`` (height x width),
+    ``"512"`` -> ``(512, 512)``. Here, below the CLI, so training configs read it too."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX,]\s*(\d+))?\s*", text)
+    if not match:
+        raise ConfigError(f"size {text!r} is not HxW (for example 512x1024) or a single number")
+    height = int(match.group(1))
+    width = int(match.group(2) or height)
+    if height < 1 or width < 1:
+        raise ConfigError(f"size {text!r} must be positive")
+    return height, width
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from edgeseg.cli.options import DEVICE, JSON, parse_size, print_json
+from edgeseg.cli.options import DEVICE, JSON, print_json
+from edgeseg.metadata import parse_size
 
 
 def bench(

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from edgeseg.cli.options import parse_size
+from edgeseg.metadata import parse_size
 from edgeseg.errors import ConfigError
 from edgeseg.cli.qat import (
     ACCURACY_CONTROL, CALIB_SIZE, CALIBRATION, COREML_MODE, GATE_IMAGES, IO, KEEP_FLOAT, MAX_MIOU_DROP, MIN_AGREEMENT,

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from edgeseg.cli.options import parse_size
+from edgeseg.metadata import parse_size
 
 
 def import_(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from edgeseg.cli.options import parse_size
+from edgeseg.metadata import parse_size
 
 
 def models(

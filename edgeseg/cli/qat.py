@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from edgeseg.cli.options import parse_size
+from edgeseg.metadata import parse_size
 
 
 def quant_options(calibration: str, calib_size: int, io: str, keep_float: list[str] | None,

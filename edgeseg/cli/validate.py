@@ -11,7 +11,8 @@ from typing import List, Optional
 
 import typer
 
-from edgeseg.cli.options import DEVICE, JSON, parse_size, print_json
+from edgeseg.cli.options import DEVICE, JSON, print_json
+from edgeseg.metadata import parse_size
 
 EXIT_FAILED = 1
 EXIT_NOT_VERIFIED = 3

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import ConfigError
+from edgeseg.metadata import parse_size
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine")
@@ -179,8 +180,6 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 def _parse_size(size: Any) -> tuple[int, int]:
     if isinstance(size, str):
-        from edgeseg.cli.options import parse_size
-
         return parse_size(size)
     if isinstance(size, int):
         size = (size, size)
