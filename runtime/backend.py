@@ -39,12 +39,6 @@ class Backend(ABC):
     thread_safe: bool
     #: How the library can use ``threads`` (said in the docs and in ``seg.describe()``).
     threads_note: str = ""
-    #: Whether the loader checks the checksum the file records of itself (``edgeseg.integrity``)
-    #: before the library parses it: converted single files, not CoreML packages (directories)
-    #: or checkpoints. ``companions``: suffixes of the files beside it that the checksum covers.
-    checksummed: bool = True
-    companions: tuple[str, ...] = ()
-
     #: What actually runs the graph, in the library's own words (``CPUExecutionProvider``,
     #: ``GPU.0``, ``XNNPACK``), and what the session should say about it (what ``auto`` picked,
     #: ops the accelerator left to the CPU where the library tells).

@@ -52,7 +52,6 @@ def _compute_units(ct, threads: int | None, device: str | None):
 
 class CoremlBackend(Backend):
     name = "coreml"
-    checksummed = False  # a .mlpackage is a directory
     thread_safe = True
     threads_note = "threads=1 restricts CoreML to the CPU; CoreML schedules its own threads"
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import importlib
 import os
-import struct
 from pathlib import Path
 
 from edgeseg import integrity
-from edgeseg.errors import ConfigError as MetadataConfigError
+from edgeseg.errors import ConfigError
 from edgeseg.metadata import ModelMetadata
+from edgeseg.runtime import formats
 from edgeseg.runtime.backend import Backend
 from edgeseg.runtime.errors import (
-    ConfigError,
     ModelFileError,
     ModelFileNotFoundError,
     UnsupportedModelError,
@@ -21,25 +20,13 @@ from edgeseg.runtime.errors import (
 from edgeseg.runtime.foreign import apply_overrides, check_overrides, foreign_metadata
 from edgeseg.runtime.session import SegmentationSession
 
-# Backend name -> "module:class"; modules are imported only when a file needs them.
-BACKENDS: dict[str, str] = {
-    "onnxruntime": "edgeseg.runtime.onnx:OnnxBackend",
-    "litert": "edgeseg.runtime.tflite:TfliteBackend",
-    "openvino": "edgeseg.runtime.openvino:OpenVinoBackend",
-    "coreml": "edgeseg.runtime.coreml:CoremlBackend",
-    "torch": "edgeseg.runtime.torch_ref:TorchBackend",
-}
-# File suffix -> backend name: the one place the runtime decides how to run a file.
-SUFFIX_BACKENDS: dict[str, str] = {
-    ".onnx": "onnxruntime",
-    ".tflite": "litert",
-    ".xml": "openvino",
-    ".mlpackage": "coreml",
-    ".mlmodel": "coreml",
-    ".safetensors": "torch",
-}
-# Other names people use for a backend.
-BACKEND_ALIASES = {"onnx": "onnxruntime", "ort": "onnxruntime", "tflite": "litert", "pytorch": "torch"}
+# Backend name -> "module:class", file suffix -> backend name, other names of a backend: read
+# from the format table (edgeseg.runtime.formats) at each access, the one place formats are known.
+BACKENDS = formats.TableView(lambda: {f.backend_name: f.backend for f in formats.FORMATS.values()})
+SUFFIX_BACKENDS = formats.TableView(
+    lambda: {s: f.backend_name for f in formats.FORMATS.values() for s in f.read_suffixes})
+BACKEND_ALIASES = formats.TableView(
+    lambda: {a: f.backend_name for f in formats.FORMATS.values() for a in f.aliases})
 
 
 def load(
@@ -68,9 +55,10 @@ def load(
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ConfigError(f"threads={threads!r} must be a positive integer, or None for the default")
     name = _backend_name(path, backend)
-    _check_file(path, name)
+    fmt = formats.by_backend(name)
+    _check_file(path, fmt)
     backend_class = _backend_class(name)
-    checksum = _verify_checksum(path, backend_class)
+    checksum = _verify_checksum(path, fmt)
     if device is not None:
         backend_obj = backend_class(path, threads=threads, precision=precision, device=device)
     else:  # backends from elsewhere (tests, plug-ins) may not take device=
@@ -94,7 +82,7 @@ def read_metadata(backend: Backend, overrides: dict | None = None) -> ModelMetad
         return foreign_metadata(backend, overrides)
     try:
         metadata = ModelMetadata.from_json(text)
-    except (MetadataConfigError, TypeError, KeyError, ValueError, AttributeError) as exc:
+    except (ConfigError, TypeError, KeyError, ValueError, AttributeError) as exc:
         # from_dict on damaged JSON can fail on any field
         raise ModelFileError(
             f"{backend.path}: its edgeseg metadata is invalid ({exc}); convert the model again"
@@ -104,19 +92,20 @@ def read_metadata(backend: Backend, overrides: dict | None = None) -> ModelMetad
 
 def _backend_name(path: Path, backend: str | None) -> str:
     if backend is not None:
-        name = BACKEND_ALIASES.get(backend, backend)
-        if name not in BACKENDS:
+        fmt = formats.by_backend(backend)
+        if fmt is None:
             raise ConfigError(f"backend {backend!r} is not one of {sorted(BACKENDS)}")
-        return name
+        return fmt.backend_name
     suffix = path.suffix.lower()
-    if suffix not in SUFFIX_BACKENDS:
+    fmt = formats.by_suffix(suffix)
+    if fmt is None:
         looks = _sniff(path) if path.is_file() else None
-        hint = f" Its content looks like {_article(looks)} file: rename it to {_SUFFIX_OF[looks]}." if looks else ""
+        hint = f" Its content looks like {_article(looks.title)} file: rename it to {looks.suffix}." if looks else ""
         raise UnsupportedModelError(
             f"{path}: no backend reads {suffix or 'files without a suffix'!r} files; known suffixes "
             f"are {sorted(SUFFIX_BACKENDS)}.{hint}"
         )
-    return SUFFIX_BACKENDS[suffix]
+    return fmt.backend_name
 
 
 def _backend_class(name: str) -> type[Backend]:
@@ -124,31 +113,19 @@ def _backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module), cls)
 
 
-# --- what a file's bytes say it is -----------------------------------------------------------
-_SUFFIX_OF = {"TFLite": ".tflite", "OpenVINO IR": ".xml", "safetensors": ".safetensors"}
-_FORMAT_OF_BACKEND = {"litert": "TFLite", "openvino": "OpenVINO IR", "torch": "safetensors"}
-
-
-def _sniff(path: Path) -> str | None:
+def _sniff(path: Path) -> formats.Format | None:
     """The format a file's first bytes identify with certainty, or None (ONNX and CoreML
     protobufs have no magic number)."""
     with path.open("rb") as f:
-        head = f.read(16)
-    if head[4:8] == b"TFL3":
-        return "TFLite"
-    if head.lstrip().startswith((b"<?xml", b"<net")):
-        return "OpenVINO IR"
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000:
-        return "safetensors"
-    return None
+        return formats.sniff(f.read(16))
 
 
-def _verify_checksum(path: Path, backend: type[Backend]) -> str | None:
+def _verify_checksum(path: Path, fmt: formats.Format) -> str | None:
     """Check a converted file against the checksum it records (edgeseg.integrity), before any
     native library parses it. Returns the checksum, or None where the file records none."""
-    if not backend.checksummed:
+    if not fmt.checksummed:
         return None
-    companions = [path.with_suffix(s) for s in backend.companions]
+    companions = [path.with_suffix(s) for s in fmt.companions]
     if not all(c.is_file() for c in companions):
         return None  # the backend names the missing file
     try:
@@ -162,33 +139,28 @@ def _verify_checksum(path: Path, backend: type[Backend]) -> str | None:
         ) from exc
 
 
-# Formats by backend, for messages about files whose bytes have no magic number to check.
-_FORMAT_NAMES = {"onnxruntime": "ONNX", "coreml": "CoreML"}
-
-
 def _article(name: str) -> str:
     """``"an ONNX"``, ``"a TFLite"``: the article a format or backend name is read with."""
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
-def _check_file(path: Path, backend: str) -> None:
+def _check_file(path: Path, fmt: formats.Format) -> None:
     if not path.exists():
         raise ModelFileNotFoundError(f"model file {path} does not exist")
-    if backend == "coreml":
+    if fmt.is_dir:
         return  # .mlpackage is a directory; CoreML checks its own files
     if path.is_dir():
         raise ModelFileError(f"{path} is a directory; give the model file inside it")
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path} is empty (0 bytes): the copy or conversion failed; redo it")
     looks = _sniff(path)
-    expected = _FORMAT_OF_BACKEND.get(backend)
-    if looks is not None and looks != expected:
+    if looks is not None and looks is not fmt:
         raise ModelFileError(
-            f"{path} is named like {_article(expected or _FORMAT_NAMES.get(backend, backend))} file but its content is {_article(looks)} file; "
-            f"it was renamed: give it the suffix {_SUFFIX_OF[looks]}"
+            f"{path} is named like {_article(fmt.title)} file but its content is {_article(looks.title)} file; "
+            f"it was renamed: give it the suffix {looks.suffix}"
         )
-    if expected is not None and looks is None:
+    if fmt.magic is not None and looks is None:
         raise ModelFileError(
-            f"{path} does not start like {_article(expected)} file; it is truncated, corrupted or another "
+            f"{path} does not start like {_article(fmt.title)} file; it is truncated, corrupted or another "
             "format renamed: convert or copy it again"
         )

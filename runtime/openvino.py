@@ -23,6 +23,7 @@ from edgeseg.runtime.backend import (
 )
 from edgeseg.runtime.devices import AUTO, auto_note, parse_device, unavailable_device, unknown_device
 from edgeseg.runtime.errors import ConfigError, MetadataError, ModelFileError, ModelFileNotFoundError
+from edgeseg.runtime.formats import FORMATS
 
 # load(precision=...) -> OpenVINO INFERENCE_PRECISION_HINT.
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
@@ -172,7 +173,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     thread_safe = True
     threads_note = "INFERENCE_NUM_THREADS of the compiled OpenVINO model"
-    companions = (".bin",)  # the weights
+    companions = FORMATS["openvino"].companions  # the weights
 
     def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None,
                  device: str | None = None):

@@ -18,7 +18,6 @@ from edgeseg.runtime.errors import ModelFileError
 
 class TorchBackend(Backend):
     name = "torch"
-    checksummed = False  # an edgeseg checkpoint (safetensors), not a converted file
     thread_safe = True
     threads_note = "torch.set_num_threads (process-wide)"
 

@@ -34,13 +34,14 @@ def inspect(
 
 def inspect_file(path: Path, backend: str | None = None) -> dict:
     """The inspection report of ``path`` as a JSON-ready dict."""
-    from edgeseg.runtime import loader
+    from edgeseg.runtime import formats, loader
 
     path = Path(path)
     name = loader._backend_name(path, backend)
-    loader._check_file(path, name)
+    fmt = formats.by_backend(name)
+    loader._check_file(path, fmt)
     backend_class = loader._backend_class(name)
-    checksum = _checksum_state(path, backend_class)
+    checksum = _checksum_state(path, fmt)
     backend_obj = backend_class(path)  # opened directly: a damaged file is still described
     report: dict = {
         "file": str(path),
@@ -62,12 +63,12 @@ def inspect_file(path: Path, backend: str | None = None) -> dict:
     return report
 
 
-def _checksum_state(path: Path, backend_class) -> dict:
+def _checksum_state(path: Path, fmt) -> dict:
     from edgeseg import integrity
 
-    if not backend_class.checksummed:
+    if not fmt.checksummed:
         return {"state": "not recorded", "detail": "this format records no checksum (directory or checkpoint)"}
-    companions = [path.with_suffix(s) for s in backend_class.companions]
+    companions = [path.with_suffix(s) for s in fmt.companions]
     try:
         value = integrity.verify(path.read_bytes(), [c for c in companions if c.is_file()])
     except integrity.ChecksumError as exc:
