@@ -106,16 +106,18 @@ def qat_finetune(checkpoint: str | Path, cfg: QatConfig, out: str | Path, *, kee
     Under ``torchrun`` every process calls this; rank 0 alone writes ``out``. ``progress(step,
     total)`` is called after each optimizer step (on rank 0).
     """
+    from edgeseg.train.data import keep_sigchld_handler
     from edgeseg.train.device import requested_device_type, resolve_device
     from edgeseg.train.distributed import init_distributed, shutdown_distributed
 
     dist_info = init_distributed(requested_device_type(cfg.device))
-    try:
-        setup = resolve_device(cfg.device, amp=cfg.amp, channels_last=False, local_rank=dist_info.local_rank)
-        return _finetune(checkpoint, cfg, out, keep_float, setup, dist_info,
-                         progress if dist_info.is_main else None)
-    finally:
-        shutdown_distributed(dist_info)
+    with keep_sigchld_handler():
+        try:
+            setup = resolve_device(cfg.device, amp=cfg.amp, channels_last=False, local_rank=dist_info.local_rank)
+            return _finetune(checkpoint, cfg, out, keep_float, setup, dist_info,
+                             progress if dist_info.is_main else None)
+        finally:
+            shutdown_distributed(dist_info)
 
 
 def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, progress=None) -> QatResult:

@@ -8,6 +8,8 @@ uninterrupted run saw, whatever the number of loader workers.
 
 from __future__ import annotations
 
+import contextlib
+
 import re
 import zlib
 from collections.abc import Iterator
@@ -168,3 +170,28 @@ def eval_loader(domain: DomainData, transform: Any, *, batch_size: int, limit: i
         raise ConfigError(f"domain {domain.name!r} has no validation samples; evaluation needs some")
     indices = list(range(rank, total, world_size))
     return DataLoader(_Subset(domain.val, indices, transform), batch_size=batch_size, num_workers=workers)
+
+
+@contextlib.contextmanager
+def keep_sigchld_handler():
+    """Give the caller's SIGCHLD handler back after training. A DataLoader with worker processes
+    installs PyTorch's handler process-wide and never removes it; it then runs on the exit of every
+    child the caller starts later (a subprocess, a camera helper), long after training ended.
+    PyTorch installs it once per process: its flag is cleared too, so the next training's loader
+    installs it again and watches its own workers."""
+    import signal
+    import threading
+
+    from torch.utils.data._utils import signal_handling
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGCHLD"):
+        yield  # only the main thread may set handlers
+        return
+    before = signal.getsignal(signal.SIGCHLD)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGCHLD) is not before:
+            signal.signal(signal.SIGCHLD, before if before is not None else signal.SIG_DFL)
+            if hasattr(signal_handling, "_SIGCHLD_handler_set"):
+                signal_handling._SIGCHLD_handler_set = False

@@ -26,7 +26,7 @@ from edgeseg.errors import ConfigError
 from edgeseg.fileio import write_text_atomic
 from edgeseg.train.config import TrainConfig
 from edgeseg.train.batches import DeviceBatches, PixelStage
-from edgeseg.train.data import DomainData, build_domains, eval_loader, train_loader
+from edgeseg.train.data import DomainData, build_domains, eval_loader, keep_sigchld_handler, train_loader
 from edgeseg.train.device import DeviceSetup, requested_device_type, resolve_device
 from edgeseg.train.distributed import DistInfo, barrier, broadcast_flag, init_distributed, shutdown_distributed
 from edgeseg.train.evaluate import evaluate_domain
@@ -66,10 +66,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     ``on_step_end(step)`` is called after every optimizer step and its checkpoint (if any).
     """
     dist_info = init_distributed(requested_device_type(cfg.device))
-    try:
-        return _Run(cfg, dist_info, progress=progress, resume=resume).run(on_step_end=on_step_end)
-    finally:
-        shutdown_distributed(dist_info)
+    with keep_sigchld_handler():
+        try:
+            return _Run(cfg, dist_info, progress=progress, resume=resume).run(on_step_end=on_step_end)
+        finally:
+            shutdown_distributed(dist_info)
 
 
 def _seed_everything(seed: int) -> None:
