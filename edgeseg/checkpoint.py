@@ -1,8 +1,9 @@
 """Checkpoints: one ``.safetensors`` file holding the weights, with the model's name, build
 config and :class:`~edgeseg.metadata.ModelMetadata` as JSON in the safetensors header.
 
-Loading never unpickles: safetensors is read as tensors only, and a PyTorch ``.pt``/``.pth``
-state dict (for example one saved by torchvision) is read with ``torch.load(weights_only=True)``.
+Loading never unpickles: the tensors are read by :mod:`edgeseg.weights` (safetensors as tensors
+only, a PyTorch ``.pt``/``.pth`` state dict with ``torch.load(weights_only=True)``), which the
+models also use for foreign weights, so the models never import this module.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from torch import nn
 from edgeseg.errors import CheckpointError, ConfigError
 from edgeseg.fileio import atomic_output
 from edgeseg.metadata import MAX_CLASSES, MAX_NAME_LENGTH, METADATA_KEY, ModelMetadata, check_metadata_dict
+from edgeseg.weights import CHECKPOINT_KEY, TORCH_STATE_SUFFIXES, existing_file, load_weights
 
-CHECKPOINT_KEY = "edgeseg.checkpoint"
 FORMAT_VERSION = 1
 
 
@@ -60,14 +61,14 @@ def read_checkpoint_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any]
     """The build header and metadata of a checkpoint, without reading its tensors."""
     from safetensors import safe_open
 
-    if Path(path).is_dir() or Path(path).suffix in {".pt", ".pth", ".bin", ".ckpt"}:
+    if Path(path).is_dir() or Path(path).suffix in TORCH_STATE_SUFFIXES:
         how = (f"`edgeseg import {path}` (a Hugging Face SegFormer folder: config.json + model.safetensors)"
                if Path(path).is_dir() else f"`edgeseg import {path} --model NAME` (a torchvision-layout state dict)")
         raise CheckpointError(
             f"{path} is {'a folder' if Path(path).is_dir() else 'a plain PyTorch state dict'}, not an edgeseg "
             f"checkpoint. Make one first with {how}, then use the .safetensors it writes"
         )
-    path = _existing(path)
+    path = existing_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -233,71 +234,3 @@ def _check_shapes(path: Path, name: str, config: dict[str, Any]) -> nn.Module:
             "belongs to other weights: save the checkpoint again"
         )
     return model
-
-
-def read_state_dict(path: str | os.PathLike[str], *, map_location: str = "cpu") -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file or of a ``.pt``/``.pth``/``.bin`` state dict, never unpickled."""
-    path = _existing(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device=map_location)
-        except Exception as exc:
-            raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
-    if path.suffix in {".pt", ".pth", ".bin", ".ckpt"}:
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(
-                f"{path} could not be read as a plain state dict with weights_only=True ({exc}). "
-                "edgeseg never unpickles arbitrary objects: save the weights with "
-                "torch.save(model.state_dict(), path) or as safetensors"
-            ) from exc
-        for key in ("state_dict", "model", "model_state"):  # common training wrappers
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise CheckpointError(f"{path} does not hold a dict of tensors (a state dict)")
-        return state
-    raise CheckpointError(
-        f"{path}: unknown weights format {path.suffix!r}; use .safetensors, .pt, .pth or .bin"
-    )
-
-
-def load_weights(model: nn.Module, path: str | os.PathLike[str], *, map_location: str = "cpu", strict: bool = True) -> None:
-    """Load a state dict into ``model`` with a report of missing, unexpected and mis-shaped keys."""
-    state = read_state_dict(path, map_location=map_location)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mis_shaped = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if state[k].shape != own[k].shape
-    )
-    if mis_shaped or (strict and (missing or unexpected)):
-        def head(items: list[str]) -> str:
-            return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {head(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {head(unexpected)}")
-        if mis_shaped:
-            parts.append(f"shape mismatches: {head(mis_shaped)}")
-        raise CheckpointError(
-            f"{path} does not match {type(model).__name__}: " + "; ".join(parts)
-            + ". Check the model name, num_classes and width options the weights were trained with"
-        )
-    model.load_state_dict(state, strict=strict)
-
-
-def _existing(path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a directory; give the .safetensors file in it")
-    return path

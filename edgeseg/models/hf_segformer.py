@@ -53,10 +53,10 @@ from typing import Any
 
 import torch
 
-from edgeseg.checkpoint import read_state_dict
 from edgeseg.errors import CheckpointError, ConfigError
 from edgeseg.metadata import ModelMetadata
 from edgeseg.models.segformer import SegFormer, SegFormerConfig, build_segformer
+from edgeseg.weights import read_state_dict
 
 #: The registry name loaded models are saved under (any MiT width: the config rides along in
 #: ``build_config`` as overrides of the B0 defaults).

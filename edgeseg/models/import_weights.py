@@ -26,6 +26,7 @@ from pathlib import Path
 from torch import nn
 
 from edgeseg.errors import CheckpointError, ConfigError
+from edgeseg.weights import CHECKPOINT_KEY, load_weights, read_state_dict, safetensors_header
 
 STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
@@ -61,10 +62,9 @@ def import_weights(
 
 
 def _state_dict(path: Path, model: str | None, classes: Sequence[str] | None) -> nn.Module:
-    from edgeseg.checkpoint import CHECKPOINT_KEY, load_weights, read_state_dict
     from edgeseg.models import create_model, list_models
 
-    if path.suffix == ".safetensors" and _has_edgeseg_header(path, CHECKPOINT_KEY):
+    if path.suffix == ".safetensors" and CHECKPOINT_KEY in (safetensors_header(path) or {}):
         raise ConfigError(f"{path} is already an edgeseg checkpoint: convert it directly (`edgeseg convert {path} --target ...`)")
     if model is None:
         raise ConfigError(
@@ -130,13 +130,3 @@ def _hf_preprocessing(folder: Path) -> dict:
     if isinstance(size, dict) and "height" in size and "width" in size:
         found["input_size"] = (int(size["height"]), int(size["width"]))
     return found
-
-
-def _has_edgeseg_header(path: Path, key: str) -> bool:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return key in (f.metadata() or {})
-    except Exception:  # not readable: read_state_dict says why
-        return False

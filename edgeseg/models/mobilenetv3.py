@@ -6,7 +6,7 @@ optional reduced tail, LR-ASPP head).
 
 Layout and state-dict keys are torchvision's ``lraspp_mobilenet_v3_large`` (``backbone.<i>...``,
 ``classifier.cbr/scale/low_classifier/high_classifier``), so its checkpoints load with no
-remapping (``edgeseg.checkpoint.load_weights``).
+remapping (``edgeseg.weights.load_weights``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Model registry: builders registered by name, built with :func:`create_model`."""
+"""Model registry: builders registered by name, built with :func:`create_model`.
+
+Python imports a package before its modules, so whoever imports this module has imported
+``edgeseg.models`` and with it every architecture file: the registry is full when first used,
+without this module importing the package back (an import cycle).
+"""
 
 from __future__ import annotations
 
@@ -40,12 +45,10 @@ def tiny_config(name: str) -> dict[str, Any]:
 
 
 def list_models() -> list[str]:
-    _import_zoo()
     return sorted(_BUILDERS)
 
 
 def get_builder(name: str) -> Callable[..., Any]:
-    _import_zoo()
     if name not in _BUILDERS:
         close = difflib.get_close_matches(name, _BUILDERS, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -71,8 +74,3 @@ def create_model(name: str, *, num_classes: int | None = None, **cfg: Any):
         k: (v.to_dict() if isinstance(v, ModelMetadata) else v) for k, v in cfg.items()
     }
     return model
-
-
-def _import_zoo() -> None:
-    # Importing the package registers every architecture file listed in edgeseg/models/__init__.py.
-    import edgeseg.models  # noqa: F401
