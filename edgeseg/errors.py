@@ -19,3 +19,7 @@ class MissingDependencyError(EdgesegError, ImportError):
 
 class CheckpointError(EdgesegError, ValueError):
     """A weights file is missing, unreadable, or does not match the model."""
+
+
+class EdgesegWarning(UserWarning):
+    """Base class for edgeseg's own warnings: shown even where the CLI silences the libraries'."""

@@ -24,6 +24,8 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 
+from edgeseg.errors import EdgesegError, EdgesegWarning
+
 # Read by libraries when they load: TensorFlow / LiteRT C++ logging (absl), glog, litert-torch's
 # task progress lines, gRPC, and PyTorch's log levels (torch sets its "torch" logger to WARNING
 # when imported; "-torch" makes that ERROR).
@@ -67,9 +69,7 @@ def quiet_third_party(verbose: bool = False) -> None:
     warnings.filterwarnings("ignore")
     # edgeseg's own warnings (a file without metadata, a split that is not held out) still show.
     warnings.filterwarnings("default", module=r"edgeseg(\.|$)")
-    from edgeseg.runtime.errors import MissingMetadataWarning
-
-    warnings.filterwarnings("default", category=MissingMetadataWarning)
+    warnings.filterwarnings("default", category=EdgesegWarning)
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     # Libraries that log through the root logger (litert-torch's "converted in training mode",
@@ -107,8 +107,6 @@ def native_output_captured(enabled: bool = True) -> Iterator[None]:
         try:
             yield
         except BaseException as exc:
-            from edgeseg.errors import EdgesegError
-
             # edgeseg's own errors say what is wrong and what to do (and an exit is no error);
             # others get the libraries' words.
             failed = not isinstance(exc, (EdgesegError, SystemExit))

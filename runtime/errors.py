@@ -7,7 +7,7 @@ Every error here subclasses :class:`edgeseg.errors.EdgesegError`, so an applicat
 from __future__ import annotations
 
 # ConfigError is re-exported: a bad option to load() (threads, precision, backend name).
-from edgeseg.errors import ConfigError, EdgesegError, InputShapeError
+from edgeseg.errors import ConfigError, EdgesegError, EdgesegWarning, InputShapeError
 
 __all__ = [
     "BackendUnavailableError", "ConfigError", "DeviceUnavailableError", "DomainError", "ImageChannelsError", "ImageDtypeError",
@@ -78,5 +78,5 @@ class MetadataError(EdgesegError, ValueError):
     cannot use: an unknown field, a bad value, or one that contradicts the graph."""
 
 
-class MissingMetadataWarning(UserWarning):
+class MissingMetadataWarning(EdgesegWarning):
     """The file carries no edgeseg metadata; the runtime guessed from the graph and says how."""
