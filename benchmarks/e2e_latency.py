@@ -2,7 +2,7 @@
 
 For LR-ASPP MobileNetV3-Small and SegFormer-B0, converted for every backend that runs here (ONNX
 Runtime, LiteRT/TFLite, OpenVINO; int8 = QDQ / PT2E / NNCF from edgeseg.quantization), the robot
-loop of ``examples/robot_stream.py`` runs for ``--seconds``: a 30 FPS camera thread (256x512 BGR
+loop of :mod:`edgeseg.runtime.stream` (the one ``examples/robot_stream.py`` runs) runs for ``--seconds``: a 30 FPS camera thread (256x512 BGR
 frames, timestamped at capture) and an inference thread with latest-frame-wins. Reported per
 file: camera-timestamp-to-mask latency p50/p99, masks per second, dropped frames, predict p50.
 
@@ -23,15 +23,14 @@ Writes benchmarks/results/e2e_latency.{md,json}; model files go to runs/bench_e2
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from edgeseg.fileio import write_json_atomic
+from edgeseg.runtime.stream import StreamSegmenter, SyntheticCamera
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "bench_e2e"
@@ -43,15 +42,6 @@ MODELS = ("lraspp_mobilenetv3_small", "segformer_b0")
 TARGETS = ("onnx", "tflite", "openvino")
 PRECISIONS = ("int8", "fp32")
 CAMERA_FPS = 30.0
-
-
-def load_robot_stream():
-    path = ROOT / "examples" / "robot_stream.py"
-    spec = importlib.util.spec_from_file_location("robot_stream", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["robot_stream"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def checkpoint_for(name: str, trained: bool) -> Path:
@@ -126,12 +116,11 @@ def convert_for_latency(name: str, target: str, precision: str, retry: bool) -> 
 class Measurement:
     """One file's robot-loop numbers, accumulated over the rounds."""
 
-    def __init__(self, robot_stream, path: Path, threads: int):
+    def __init__(self, path: Path, threads: int):
         import edgeseg.runtime as rt
 
-        self.robot_stream = robot_stream
         self.session = rt.load(path, threads=threads)
-        frame = robot_stream.SyntheticCamera(CAMERA_FPS, SIZE, frames=1)()[1]
+        frame = SyntheticCamera(CAMERA_FPS, SIZE, frames=1)()[1]
         for _ in range(3):
             self.session.predict(frame, bgr=True)  # warm-up: first calls allocate and compile
         self.latency_s: list[float] = []
@@ -140,8 +129,8 @@ class Measurement:
         self.seconds = 0.0
 
     def round(self, seconds: float) -> None:
-        camera = self.robot_stream.SyntheticCamera(CAMERA_FPS, SIZE)
-        robot = self.robot_stream.RobotSegmenter(self.session, camera, lambda t, m: None).start()
+        camera = SyntheticCamera(CAMERA_FPS, SIZE)
+        robot = StreamSegmenter(self.session, camera, lambda t, m: None).start()
         robot.wait(seconds)
         stats = robot.stop()
         self.latency_s += list(robot.inference.latency_s)
@@ -191,7 +180,7 @@ def write_results(rows: list[dict], flicker: list[dict], args, env: dict) -> Non
         "# End-to-end camera-to-mask latency at 256x512 (CPU)", "",
         f"Machine: {env.get('cpu', '?')}, {env.get('logical_cpus', '?')} cores, shared with other jobs (noisy). "
         f"Backend threads: {args.threads}. Camera: synthetic, {CAMERA_FPS:.0f} FPS, 256x512 BGR frames stamped at "
-        f"capture; latest-frame-wins (examples/robot_stream.py); {args.seconds:g} s per file after 3 warm-up predicts, "
+        f"capture; latest-frame-wins (edgeseg.runtime.stream, as in examples/robot_stream.py); {args.seconds:g} s per file after 3 warm-up predicts, "
         f"in {args.rounds} round-robin slices (every file runs a slice per round, so load from other jobs hits all alike).",
         f"Command: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/e2e_latency.py --seconds {args.seconds:g} "
         f"--rounds {args.rounds} --threads {args.threads}`", "",
@@ -252,7 +241,6 @@ def main() -> None:
     from edgeseg.validate.files import file_size
 
     RUNS.mkdir(parents=True, exist_ok=True)
-    robot_stream = load_robot_stream()
     env = environment(args.threads)
     rows, flicker, measured = [], [], []
     for name in args.models.split(","):
@@ -262,7 +250,7 @@ def main() -> None:
                 rows.append({"model": name, "precision": precision, "target": target, "weights": weights, "note": note})
                 if path is not None:
                     rows[-1].update(file=str(path.relative_to(ROOT)), size_mb=file_size(path) / 1e6)
-                    measured.append((rows[-1], Measurement(robot_stream, path, args.threads)))
+                    measured.append((rows[-1], Measurement(path, args.threads)))
     # Round robin: every file runs one slice of its time per round, so a burst of load from other
     # jobs on this shared machine hits all files alike instead of whichever ran at that moment.
     for index in range(args.rounds):

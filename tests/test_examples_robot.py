@@ -1,4 +1,5 @@
-"""examples/robot_stream.py: latest-frame-wins under a slow consumer, bounded latency, shutdown."""
+"""edgeseg.runtime.stream (run by examples/robot_stream.py): latest-frame-wins under a slow
+consumer, bounded latency, shutdown; and the example's command line without torch."""
 
 from __future__ import annotations
 
@@ -10,15 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from demo_helpers import channel_argmax_onnx, load_example
+from demo_helpers import channel_argmax_onnx
 
 import edgeseg.runtime as rt
+from edgeseg.runtime import stream
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "robot_stream.py"
-
-
-robot_stream = load_example("robot_stream")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +29,7 @@ class RecordingCamera:
     """The synthetic camera, remembering every timestamp it handed out."""
 
     def __init__(self, fps: float, frames: int | None = None):
-        self.camera = robot_stream.SyntheticCamera(fps, (48, 64), frames)
+        self.camera = stream.SyntheticCamera(fps, (48, 64), frames)
         self.stamps: list[float] = []
 
     def __call__(self):
@@ -50,7 +49,7 @@ def test_slow_consumer_drops_frames_instead_of_queueing(model_file):
 
     camera = RecordingCamera(fps=250)
     with rt.load(model_file, threads=1) as seg:
-        robot = robot_stream.RobotSegmenter(seg, camera, slow_consumer).start()
+        robot = stream.StreamSegmenter(seg, camera, slow_consumer).start()
         robot.wait(1.2)
         stats = robot.stop()
     assert not robot.capture.is_alive() and not robot.inference.is_alive()
@@ -72,7 +71,7 @@ def test_fast_consumer_processes_every_frame_of_a_slow_camera(model_file):
     received = []
     camera = RecordingCamera(fps=20, frames=12)
     with rt.load(model_file, threads=1) as seg:
-        robot = robot_stream.RobotSegmenter(seg, camera, lambda t, m: received.append(t)).start()
+        robot = stream.StreamSegmenter(seg, camera, lambda t, m: received.append(t)).start()
         robot.wait(5)  # ends when the camera does
         time.sleep(0.1)  # let the last frame through
         stats = robot.stop()
@@ -81,8 +80,8 @@ def test_fast_consumer_processes_every_frame_of_a_slow_camera(model_file):
 
 
 def test_slot_keeps_only_the_newest_frame():
-    slot = robot_stream.LatestFrameSlot()
-    frames = [robot_stream.StampedFrame(float(i), i, np.zeros((2, 2, 3), np.uint8)) for i in range(5)]
+    slot = stream.LatestFrameSlot()
+    frames = [stream.StampedFrame(float(i), i, np.zeros((2, 2, 3), np.uint8)) for i in range(5)]
     for frame in frames:
         slot.put(frame)
     assert slot.pending == 1 and slot.dropped == 4
@@ -100,13 +99,13 @@ def test_errors_in_the_threads_reach_the_caller(model_file):
         raise ValueError("planner crashed")
 
     with rt.load(model_file, threads=1) as seg:
-        robot = robot_stream.RobotSegmenter(seg, RecordingCamera(fps=100), broken_consumer).start()
+        robot = stream.StreamSegmenter(seg, RecordingCamera(fps=100), broken_consumer).start()
         robot.wait(2)
         assert not robot.running
         with pytest.raises(RuntimeError, match="edgeseg-inference.*planner crashed"):
             robot.stop()
         with pytest.raises(rt.DomainError):
-            robot_stream.RobotSegmenter(seg, RecordingCamera(fps=100), print, domain="night")
+            stream.StreamSegmenter(seg, RecordingCamera(fps=100), print, domain="night")
 
 
 def test_main_runs_without_torch(model_file):
