@@ -19,8 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def write_labelled_folder(root: Path, count: int = 4) -> Path:
     """``count`` 64x64 images with masks of the tiny model's four classes, written with OpenCV."""
     import cv2
-    from test_runtime_files import random_image
-
+    from runtime_helpers import random_image
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     for i in range(count):
@@ -34,8 +33,7 @@ def write_labelled_folder(root: Path, count: int = 4) -> Path:
 
 def main(out: Path) -> None:
     import torch
-    from test_runtime_files import SIZE, export_onnx, tiny_model
-
+    from runtime_helpers import SIZE, export_onnx, tiny_model
     out.mkdir(parents=True, exist_ok=True)
     model = tiny_model()
     export_onnx(model, torch.randn(1, 3, *SIZE), out / "tiny.onnx", model.metadata)

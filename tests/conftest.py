@@ -31,3 +31,14 @@ def _torch_threads():
     torch.manual_seed(0)
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory):
+    """The runtime tests' model files (tests/runtime_helpers.py), built once per test process.
+    Exported from PyTorch: a test that uses them is skipped in an install without torch."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from runtime_helpers import build_files
+
+    return build_files(tmp_path_factory.mktemp("runtime_models"))

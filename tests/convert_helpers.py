@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import pytest
 
-from edgeseg.metadata import ModelMetadata
-from edgeseg.models.base import SegmentationModel
+# A test module importing these helpers needs torch: without it, it is skipped.
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+
+from edgeseg.metadata import ModelMetadata  # noqa: E402
+from edgeseg.models.base import SegmentationModel  # noqa: E402
 
 
 class _TinyEncoder(nn.Module):

@@ -595,7 +595,7 @@ BYTE_SOURCES = {"onnx": False, "onnx_sum": True, "tflite": False, "tflite_sum": 
 
 
 def build_cases(family: str, n: int, files: dict[str, Path], folder: Path, seed: int = 0) -> list[dict]:
-    """``n`` cases of ``family`` written under ``folder`` (files: test_runtime_files.build_files
+    """``n`` cases of ``family`` written under ``folder`` (files: runtime_helpers.build_files
     plus :func:`checksummed_copies`)."""
     folder.mkdir(parents=True, exist_ok=True)
     cases = []

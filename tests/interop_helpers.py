@@ -4,12 +4,16 @@ and the platform consumers (MediaPipe's ImageSegmenter, OpenVINO Model API) as a
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
+import pytest
 
-from edgeseg.metadata import ModelMetadata
-from edgeseg.models.base import SegmentationModel
+# A test module importing these helpers needs torch: without it, it is skipped.
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from edgeseg.metadata import ModelMetadata  # noqa: E402
+from edgeseg.models.base import SegmentationModel  # noqa: E402
 
 # scikit-image's bundled RGB photos (no download): sizes differ from every model input size.
 PHOTOS = ("astronaut", "coffee", "chelsea")

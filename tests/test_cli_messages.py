@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_runtime_files import SIZE, export_onnx, model_files, random_image, tiny_model  # noqa: F401 (fixture)
+from runtime_helpers import SIZE, export_onnx, random_image, tiny_model
 
 import edgeseg.runtime as rt
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import cv2
 from cli_files import write_labelled_folder
-from test_runtime_files import model_files, random_image  # noqa: F401 (fixture)
-from test_train import tiny_cfg
+from runtime_helpers import random_image
+from train_helpers import tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from cli_files import write_labelled_folder
-from test_runtime_files import model_files  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKED = {"torch", "torchvision", "safetensors", "PIL", "matplotlib", "litert_torch", "onnx", "onnxscript"}

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from edgeseg.converters import TARGETS, ConversionError, UnsupportedOpError, VerificationError, convert
-from edgeseg.converters import verify as verify_module
-from edgeseg.converters.verify import Tolerance
-from edgeseg.errors import ConfigError, InputShapeError
-from convert_helpers import TinySegModel
+torch = pytest.importorskip("torch")
+
+from edgeseg.converters import TARGETS, ConversionError, UnsupportedOpError, VerificationError, convert  # noqa: E402
+from edgeseg.converters import verify as verify_module  # noqa: E402
+from edgeseg.converters.verify import Tolerance  # noqa: E402
+from edgeseg.errors import ConfigError, InputShapeError  # noqa: E402
+from convert_helpers import TinySegModel  # noqa: E402
 
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_unsupported_op_names_op_layer_target_and_leaves_no_file(target, tmp_path):

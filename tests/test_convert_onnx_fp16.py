@@ -9,13 +9,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
-from onnx import TensorProto, helper, numpy_helper
 
-from edgeseg.converters import convert
-from edgeseg.converters.onnx import FP32_OPS, HEAD_STARTS, OPSET, _to_mixed_fp16
-from edgeseg.converters.verify import TOLERANCES, graph_input, sample_images
-from edgeseg.models import create_model, tiny_config
+torch = pytest.importorskip("torch")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from edgeseg.converters import convert  # noqa: E402
+from edgeseg.converters.onnx import FP32_OPS, HEAD_STARTS, OPSET, _to_mixed_fp16  # noqa: E402
+from edgeseg.converters.verify import TOLERANCES, graph_input, sample_images  # noqa: E402
+from edgeseg.models import create_model, tiny_config  # noqa: E402
 
 # A Mobile-Former (the float32 parts were measured on two), at tiny widths: its tokens pass
 # through 24 LayerNorms, and its random-init logits (< 1) sit where fp16's steps are coarse.

@@ -16,9 +16,11 @@ import os
 
 import pytest
 
-from edgeseg.converters import TARGETS, convert, read_metadata
-from edgeseg.converters.verify import TOLERANCES
-from edgeseg.models import create_model, list_models, tiny_config
+torch = pytest.importorskip("torch")
+
+from edgeseg.converters import TARGETS, convert, read_metadata  # noqa: E402
+from edgeseg.converters.verify import TOLERANCES  # noqa: E402
+from edgeseg.models import create_model, list_models, tiny_config  # noqa: E402
 
 PER_ENCODER_TARGETS = ("onnx", "openvino")
 SIZE = (64, 64)

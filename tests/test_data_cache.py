@@ -101,7 +101,7 @@ def test_an_edited_dataset_gets_a_fresh_folder_and_a_damaged_sample_is_rebuilt(f
 
 
 def test_training_with_a_cache_dir_fills_it(tmp_path):
-    from test_train import tiny_cfg
+    from train_helpers import tiny_cfg
 
     from edgeseg.train import train
 

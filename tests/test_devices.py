@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_runtime_files import model_files, random_image  # noqa: F401 (fixture)
+from runtime_helpers import random_image
 
 import edgeseg.runtime as rt
 from edgeseg.runtime.devices import parse_device

@@ -25,7 +25,6 @@ from fuzz_helpers import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_runtime_files import model_files  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 _names = itertools.count()

@@ -79,8 +79,7 @@ def _image(path):
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory):
     """A 4-class ONNX file with metadata (the two-convolution graph: exported in a second)."""
-    from test_runtime_files import SIZE, export_onnx, two_conv_model
-
+    from runtime_helpers import SIZE, export_onnx, two_conv_model
     import torch
 
     from edgeseg.metadata import ModelMetadata

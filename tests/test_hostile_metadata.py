@@ -9,7 +9,6 @@ import shutil
 
 import numpy as np
 import pytest
-from test_runtime_files import model_files  # noqa: F401 (fixture)
 
 import edgeseg.runtime as rt
 from edgeseg.errors import CheckpointError, ConfigError

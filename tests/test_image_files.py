@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from test_runtime_files import model_files, random_image  # noqa: F401 (fixture)
+from runtime_helpers import random_image
 
 import edgeseg.runtime as rt
 from edgeseg.runtime.imagefile import header_size, read_image

@@ -9,13 +9,15 @@ import subprocess
 import sys
 
 import pytest
-import torch
-import torch.nn.functional as F
 
-from edgeseg.checkpoint import load_model
-from edgeseg.errors import ConfigError
-from edgeseg.models import create_model
-from edgeseg.models.import_weights import import_weights
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+
+from edgeseg.checkpoint import load_model  # noqa: E402
+from edgeseg.errors import ConfigError  # noqa: E402
+from edgeseg.models import create_model  # noqa: E402
+from edgeseg.models.import_weights import import_weights  # noqa: E402
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

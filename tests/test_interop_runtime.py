@@ -8,12 +8,14 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
-import edgeseg.runtime as rt
-from edgeseg.runtime.tflite_metadata import add_associated_files, add_tflite_metadata
-from interop_helpers import photo
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+
+import edgeseg.runtime as rt  # noqa: E402
+from edgeseg.runtime.tflite_metadata import add_associated_files, add_tflite_metadata  # noqa: E402
+from interop_helpers import photo  # noqa: E402
 
 SIZE = 64
 

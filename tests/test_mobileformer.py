@@ -5,13 +5,15 @@ attention reference, dynamic ReLU, adapter sites, builders. Registry-wide contra
 from __future__ import annotations
 
 import pytest
-import torch
-import torch.nn.functional as F
 
-from edgeseg.errors import ConfigError
-from edgeseg.metadata import ModelMetadata
-from edgeseg.models import create_model, tiny_config
-from edgeseg.models.mobileformer import (
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+
+from edgeseg.errors import ConfigError  # noqa: E402
+from edgeseg.metadata import ModelMetadata  # noqa: E402
+from edgeseg.models import create_model, tiny_config  # noqa: E402
+from edgeseg.models.mobileformer import (  # noqa: E402
     VARIANTS,
     ChannelShuffle,
     DynamicReLU,
@@ -22,7 +24,7 @@ from edgeseg.models.mobileformer import (
     mobileformer_classifier,
     variant_config,
 )
-from edgeseg.models.profile import count_params, measure_complexity
+from edgeseg.models.profile import count_params, measure_complexity  # noqa: E402
 
 # Published ImageNet figures (paper Table 1 / the ImageNet comparison table), typed here again
 # on purpose so a wrong entry in VARIANTS cannot make its own test pass.

@@ -9,16 +9,18 @@ shows up as a mismatch.
 from __future__ import annotations
 
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from edgeseg.checkpoint import load_weights
-from edgeseg.errors import CheckpointError, ConfigError, InputShapeError
-from edgeseg.metadata import ModelMetadata
-from edgeseg.models import create_model
-from edgeseg.models.layers import ConvBNAct, SqueezeExcitation, make_divisible
-from edgeseg.models.mobilenetv3 import InvertedResidual
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from edgeseg.checkpoint import load_weights  # noqa: E402
+from edgeseg.errors import CheckpointError, ConfigError, InputShapeError  # noqa: E402
+from edgeseg.metadata import ModelMetadata  # noqa: E402
+from edgeseg.models import create_model  # noqa: E402
+from edgeseg.models.layers import ConvBNAct, SqueezeExcitation, make_divisible  # noqa: E402
+from edgeseg.models.mobilenetv3 import InvertedResidual  # noqa: E402
 
 LARGE = "lraspp_mobilenetv3_large"
 SMALL = "lraspp_mobilenetv3_small"

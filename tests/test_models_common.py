@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from edgeseg.checkpoint import load_model, save_checkpoint
-from edgeseg.errors import ConfigError, InputShapeError
-from edgeseg.models import SegmentationModel, create_model, list_models, tiny_config
+torch = pytest.importorskip("torch")
+
+from edgeseg.checkpoint import load_model, save_checkpoint  # noqa: E402
+from edgeseg.errors import ConfigError, InputShapeError  # noqa: E402
+from edgeseg.models import SegmentationModel, create_model, list_models, tiny_config  # noqa: E402
 
 SIZE = (64, 96)  # H != W catches transposed sizes
 NAMES = list_models()

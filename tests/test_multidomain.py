@@ -11,17 +11,19 @@ import json
 import math
 
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from edgeseg.checkpoint import load_model, save_checkpoint
-from edgeseg.errors import ConfigError, InputShapeError
-from edgeseg.losses import MixLoss, segmentation_cross_entropy
-from edgeseg.metadata import ModelMetadata, default_classes
-from edgeseg.models import SegmentationModel, create_model, list_models, tiny_config
-from edgeseg.models.domain_attention import DomainAttention, DomainAttentionSite, insert_domain_attention
-from edgeseg.models.multidomain import (
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from edgeseg.checkpoint import load_model, save_checkpoint  # noqa: E402
+from edgeseg.errors import ConfigError, InputShapeError  # noqa: E402
+from edgeseg.losses import MixLoss, segmentation_cross_entropy  # noqa: E402
+from edgeseg.metadata import ModelMetadata, default_classes  # noqa: E402
+from edgeseg.models import SegmentationModel, create_model, list_models, tiny_config  # noqa: E402
+from edgeseg.models.domain_attention import DomainAttention, DomainAttentionSite, insert_domain_attention  # noqa: E402
+from edgeseg.models.multidomain import (  # noqa: E402
     MultiDomainConfig,
     MultiDomainSegmentationModel,
     build_multidomain,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from typer.testing import CliRunner
 
-from edgeseg.checkpoint import load_model, read_checkpoint_header
-from edgeseg.models import create_model, tiny_config
-from edgeseg.quantization.batchnorm import conv_bn_pairs, folded_copy, unfold_into
-from edgeseg.quantization.sensitivity import fake_int8_per_channel, fake_int8_per_tensor, layer_sensitivity
-from quant_helpers import tiny_checkpoint
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from edgeseg.checkpoint import load_model, read_checkpoint_header  # noqa: E402
+from edgeseg.models import create_model, tiny_config  # noqa: E402
+from edgeseg.quantization.batchnorm import conv_bn_pairs, folded_copy, unfold_into  # noqa: E402
+from edgeseg.quantization.sensitivity import fake_int8_per_channel, fake_int8_per_tensor, layer_sensitivity  # noqa: E402
+from quant_helpers import tiny_checkpoint  # noqa: E402
 
 
 @pytest.fixture()

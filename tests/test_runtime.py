@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_runtime_files import SIZE, model_files, random_image  # noqa: F401 (fixture)
+from runtime_helpers import SIZE, random_image
 
 import edgeseg.runtime as rt
 
@@ -43,8 +43,7 @@ def torch_reference_mask(model, image: np.ndarray) -> np.ndarray:
 
 
 def test_reference_session_matches_pytorch_computed_by_hand(sessions):
-    from test_runtime_files import tiny_model
-
+    from runtime_helpers import tiny_model
     image = random_image(90, 140, seed=3)
     mask = sessions["ckpt"].predict(image)
     assert mask.shape == (90, 140) and mask.dtype == np.uint8

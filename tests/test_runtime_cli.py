@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from test_runtime_files import model_files, random_image  # noqa: F401 (fixture)
+from runtime_helpers import random_image
 
 import edgeseg.runtime as rt
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_runtime_files import SIZE, random_image, tiny_model
-
+from runtime_helpers import SIZE, random_image, tiny_model
 import edgeseg.runtime as rt
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from test_runtime_files import model_files, random_image  # noqa: F401 (fixture)
+from runtime_helpers import random_image
 
 import edgeseg.runtime as rt
 from edgeseg.errors import EdgesegError

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from fuzz_helpers import BYTE_SOURCES, FAILURES, build_cases, checksummed_copies, run_in_workers
-from test_runtime_files import model_files  # noqa: F401 (fixture)
 
 import edgeseg.runtime as rt
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-import edgeseg.runtime as rt
-from edgeseg.checkpoint import save_checkpoint
-from edgeseg.models import create_model, tiny_config
+torch = pytest.importorskip("torch")
+
+import edgeseg.runtime as rt  # noqa: E402
+from edgeseg.checkpoint import save_checkpoint  # noqa: E402
+from edgeseg.models import create_model, tiny_config  # noqa: E402
 
 
 def test_multidomain_checkpoint_has_one_reference_per_domain(tmp_path):

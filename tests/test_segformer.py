@@ -5,15 +5,17 @@ from __future__ import annotations
 import pickle
 
 import pytest
-import torch
-import torch.nn.functional as F
 
-from edgeseg.checkpoint import load_model, save_checkpoint
-from edgeseg.errors import CheckpointError, ConfigError
-from edgeseg.models import create_model, tiny_config
-from edgeseg.models.hf_segformer import load_hf_segformer
-from edgeseg.models.profile import count_params
-from edgeseg.models.segformer import SegFormerConfig
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+
+from edgeseg.checkpoint import load_model, save_checkpoint  # noqa: E402
+from edgeseg.errors import CheckpointError, ConfigError  # noqa: E402
+from edgeseg.models import create_model, tiny_config  # noqa: E402
+from edgeseg.models.hf_segformer import load_hf_segformer  # noqa: E402
+from edgeseg.models.profile import count_params  # noqa: E402
+from edgeseg.models.segformer import SegFormerConfig  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 

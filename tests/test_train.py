@@ -9,30 +9,23 @@ import math
 
 import numpy as np
 import pytest
-import torch
-from typer.testing import CliRunner
 
-from edgeseg.checkpoint import load_model, read_checkpoint_header
-from edgeseg.errors import ConfigError, InputShapeError
-from edgeseg.losses import segmentation_cross_entropy
-from edgeseg.metrics import ConfusionMatrix
-from edgeseg.models import tiny_config
-from edgeseg.train import BEST, LAST, TRAIN_STATE, TrainConfig, train
-from edgeseg.train.data import SeededItems, StepBatchSampler, build_domains
-from edgeseg.train.schedule import lr_factor
-from edgeseg.train.state import read_train_state_header
+torch = pytest.importorskip("torch")
 
-SMALL = "lraspp_mobilenetv3_small"
+from train_helpers import tiny_cfg  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from edgeseg.checkpoint import load_model, read_checkpoint_header  # noqa: E402
+from edgeseg.errors import ConfigError, InputShapeError  # noqa: E402
+from edgeseg.losses import segmentation_cross_entropy  # noqa: E402
+from edgeseg.metrics import ConfusionMatrix  # noqa: E402
+from edgeseg.models import tiny_config  # noqa: E402
+from edgeseg.train import BEST, LAST, TRAIN_STATE, TrainConfig, train  # noqa: E402
+from edgeseg.train.data import SeededItems, StepBatchSampler, build_domains  # noqa: E402
+from edgeseg.train.schedule import lr_factor  # noqa: E402
+from edgeseg.train.state import read_train_state_header  # noqa: E402
+
 MULTI = "multidomain_lraspp_mobilenetv3_small"
-DATA_OPTIONS = {"size": [64, 64], "length": 8}
-
-
-def tiny_cfg(tmp_path, **changes) -> TrainConfig:
-    base = dict(model=SMALL, model_options=tiny_config(SMALL), data=("synthetic",), data_options=DATA_OPTIONS,
-                size=(64, 64), iters=4, batch_size=2, workers=0, checkpoint_every=2, out=str(tmp_path / "run"),
-                lr=0.05, device="cpu")
-    base.update(changes)
-    return TrainConfig(**base)
 
 
 # --- config and schedule ---------------------------------------------------------------------

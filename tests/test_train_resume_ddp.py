@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-import torch.multiprocessing as mp
 
-from edgeseg.checkpoint import load_model, read_checkpoint_header
-from edgeseg.models import tiny_config
-from edgeseg.train import LAST, TRAIN_STATE, TrainConfig, train
-from edgeseg.train.state import read_train_state_header
+torch = pytest.importorskip("torch")
+
+import torch.multiprocessing as mp  # noqa: E402
+
+from edgeseg.checkpoint import load_model, read_checkpoint_header  # noqa: E402
+from edgeseg.models import tiny_config  # noqa: E402
+from edgeseg.train import LAST, TRAIN_STATE, TrainConfig, train  # noqa: E402
+from edgeseg.train.state import read_train_state_header  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = "lraspp_mobilenetv3_small"
