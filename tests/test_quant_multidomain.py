@@ -3,10 +3,6 @@ each head's own domain and gated domain by domain on its own classes (post-train
 
 from __future__ import annotations
 
-import functools
-import shutil
-import tempfile
-import atexit
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +16,13 @@ SIZE = (64, 64)
 DOMAINS = ("synthetic:day", "synthetic:coarse")
 
 
-@functools.lru_cache(maxsize=1)
-def multidomain_checkpoint() -> Path:
+@pytest.fixture(scope="module")
+def multidomain_checkpoint(tmp_path_factory) -> Path:
+    pytest.importorskip("torch")
     from edgeseg.models import tiny_config
     from edgeseg.train import BEST, TrainConfig, train
 
-    folder = Path(tempfile.mkdtemp(prefix="edgeseg-md-int8-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    folder = tmp_path_factory.mktemp("md_int8")
     train(TrainConfig(model=MODEL, model_options=tiny_config(MODEL), data=DOMAINS,
                       data_options={"size": list(SIZE), "length": 96}, size=SIZE, scale_range=(1.0, 1.0),
                       optimizer="adamw", lr=5e-3, iters=30, batch_size=16, workers=0, eval_limit=8,
@@ -40,11 +36,11 @@ def _quant(**changes):
     return QuantOptions(**{"calib_size": 8, "gate_images": 8, **changes})
 
 
-def test_calibration_draws_each_heads_own_synthetic_domain():
+def test_calibration_draws_each_heads_own_synthetic_domain(multidomain_checkpoint):
     from edgeseg.checkpoint import read_checkpoint_header
     from edgeseg.quantization.calibration import calibration_inputs, domain_specs
 
-    meta = read_checkpoint_header(multidomain_checkpoint())[1].replace(input_size=SIZE)
+    meta = read_checkpoint_header(multidomain_checkpoint)[1].replace(input_size=SIZE)
     assert domain_specs("synthetic", meta) == ["synthetic:day", "synthetic:coarse"]
     assert domain_specs("synthetic", meta.for_domain("synthetic_coarse")) == ["synthetic:coarse"]
     assert domain_specs("folder:/data", meta) == ["folder:/data"]  # a user's spec is used as given
@@ -55,11 +51,11 @@ def test_calibration_draws_each_heads_own_synthetic_domain():
     assert not np.array_equal(mixed[0], coarse[0])
 
 
-def test_every_head_in_one_int8_file_gated_per_domain(tmp_path):
+def test_every_head_in_one_int8_file_gated_per_domain(multidomain_checkpoint, tmp_path):
     from edgeseg.converters import convert
     from edgeseg.runtime import load
 
-    result = convert(multidomain_checkpoint(), "onnx", precision="int8", out=tmp_path / "all.onnx", quant=_quant())
+    result = convert(multidomain_checkpoint, "onnx", precision="int8", out=tmp_path / "all.onnx", quant=_quant())
     gate = result.files[0].report.gate
     assert set(gate.float_miou) == {"synthetic_day", "synthetic_coarse"}  # each head on its own data
     assert gate.agreement > 0.9
@@ -70,24 +66,24 @@ def test_every_head_in_one_int8_file_gated_per_domain(tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
 
 
-def test_one_domain_int8_file_is_gated_against_the_whole_model(tmp_path):
+def test_one_domain_int8_file_is_gated_against_the_whole_model(multidomain_checkpoint, tmp_path):
     from edgeseg.converters import convert
 
-    result = convert(multidomain_checkpoint(), "onnx", precision="int8", domain="synthetic_coarse",
+    result = convert(multidomain_checkpoint, "onnx", precision="int8", domain="synthetic_coarse",
                      out=tmp_path / "coarse.onnx", quant=_quant())
     gate = result.files[0].report.gate
     assert list(gate.float_miou) == ["synthetic_coarse"]
     assert abs(gate.float_miou["synthetic_coarse"] - gate.int8_miou["synthetic_coarse"]) < 5
 
 
-def test_keep_float_on_the_every_head_file_and_qat_are_refused_with_the_way_out(tmp_path):
+def test_keep_float_on_the_every_head_file_and_qat_are_refused_with_the_way_out(multidomain_checkpoint, tmp_path):
     from edgeseg.converters import convert
     from edgeseg.quantization.qat import QatConfig, qat_finetune
 
     with pytest.raises(ConfigError, match="--domain NAME"):
-        convert(multidomain_checkpoint(), "onnx", precision="int8", out=tmp_path / "x.onnx",
+        convert(multidomain_checkpoint, "onnx", precision="int8", out=tmp_path / "x.onnx",
                 quant=_quant(keep_float=("encoder.1",)))
     assert not list(tmp_path.iterdir())
     with pytest.raises(ConfigError, match="post-training int8"):
-        qat_finetune(multidomain_checkpoint(), QatConfig("onnx", epochs=1, train_images=8, batch_size=4,
+        qat_finetune(multidomain_checkpoint, QatConfig("onnx", epochs=1, train_images=8, batch_size=4,
                                                          workers=0, device="cpu"), tmp_path / "q.safetensors")
