@@ -1,5 +1,7 @@
-"""The ``edgeseg`` command line. Each command lives in its own module and imports heavy
-libraries (torch, backends) inside the command, so ``edgeseg --help`` starts fast."""
+"""The ``edgeseg`` command line. Each command lives in its own module; every module is imported
+at start (typer reads each command's options from its signature), and imports the heavy
+libraries (torch, converters, backends) inside the command, so ``edgeseg --help`` and the
+runtime-only install (no torch) start fast."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# command name -> "module:function" (one line per command; the module is imported on use).
+# command name -> "module:function" (one line per command; _register imports each module at start).
 COMMANDS: dict[str, str] = {
     "models": "edgeseg.cli.models:models",
     "predict": "edgeseg.cli.predict:predict",
