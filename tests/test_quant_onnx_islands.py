@@ -1,0 +1,101 @@
+"""ONNX int8 of LR-ASPP MobileNetV3: no float islands in ONNX Runtime's optimized graph.
+
+quantize_static leaves hard-swish, hard-sigmoid and the squeeze-excitation mean as
+DequantizeLinear -> float op -> QuantizeLinear; edgeseg.quantization.onnx rewrites them into forms
+ONNX Runtime runs with int8 kernels. Checked on ONNX Runtime's own optimized graph, with the
+float graph's outputs unchanged by the float rewrite and the int8 outputs unchanged by the QDQ one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from quant_helpers import SIZE, tiny_checkpoint
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def _session(model: onnx.ModelProto, tmp_path, name: str, *, optimized: bool = False):
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, str(path))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    if optimized:  # level EXTENDED: the QDQ fusions, not the machine-specific NCHWc layouts
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(tmp_path / f"{name}.optimized.onnx")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session, (onnx.load(options.optimized_model_filepath) if optimized else None)
+
+
+def _float_islands(model: onnx.ModelProto) -> list[str]:
+    """Op types of the float nodes between a DequantizeLinear and a QuantizeLinear."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    islands = []
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        fed = any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in node.input)
+        feeds = any(c.op_type == "QuantizeLinear" for out in node.output for c in consumers.get(out, []))
+        if fed and feeds:
+            islands.append(node.op_type)
+    return islands
+
+
+def test_lraspp_int8_has_no_float_islands_and_same_outputs(tmp_path):
+    import torch
+
+    from edgeseg.checkpoint import load_model
+    from edgeseg.quantization.onnx import OPSET, integer_islands, pool_as_global, quantize_qdq
+
+    net = load_model(tiny_checkpoint()).eval()
+    sample = torch.rand(1, 3, *SIZE)
+    program = torch.onnx.export(net, (sample,), dynamo=True, opset_version=OPSET, input_names=["image"],
+                                output_names=["logits"], verbose=False)
+    import onnxslim
+
+    fp32 = onnxslim.slim(program.model_proto)
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(-2, 2, (1, 3, *SIZE)).astype(np.float32) for _ in range(4)]
+
+    # Float rewrite: ReduceMean over H, W -> GlobalAveragePool, same outputs.
+    pooled = onnx.ModelProto.FromString(fp32.SerializeToString())
+    assert pool_as_global(pooled) >= 3  # the squeeze-excitation blocks and the head's pooling
+    assert "ReduceMean" not in {n.op_type for n in pooled.graph.node}
+    before, after = _session(fp32, tmp_path, "fp32")[0], _session(pooled, tmp_path, "pooled")[0]
+    for x in images:
+        np.testing.assert_allclose(after.run(None, {"image": x})[0], before.run(None, {"image": x})[0],
+                                   rtol=1e-5, atol=1e-5)
+
+    # QDQ as quantize_static writes it: ONNX Runtime leaves float islands.
+    onnx.save(pooled, str(tmp_path / "src.onnx"))
+    quantize_qdq(tmp_path / "src.onnx", tmp_path / "qdq.onnx", "image", images, [])
+    qdq = onnx.load(str(tmp_path / "qdq.onnx"))
+    stock, stock_optimized = _session(qdq, tmp_path, "stock", optimized=True)
+    islands = _float_islands(stock_optimized)
+    assert {"HardSigmoid", "Mul"} <= set(islands), islands  # hard-swish, decomposed by ONNX Runtime
+
+    counts = integer_islands(qdq)
+    assert counts["hard_swish"] >= 5 and counts["hard_sigmoid"] >= 3 and counts["float_output"] == 1, counts
+    onnx.checker.check_model(qdq)
+    rewritten, optimized = _session(qdq, tmp_path, "rewritten", optimized=True)
+    # Every op but the head's bilinear upsample (ONNX Runtime runs linear Resize in float) is int8.
+    assert _float_islands(optimized) == ["Resize"], _float_islands(optimized)
+    ops = {n.op_type for n in optimized.graph.node}
+    assert ops <= {"QuantizeLinear", "DequantizeLinear", "Resize", "Transpose", "QLinearConv", "QLinearAdd",
+                   "QLinearMul", "QLinearGlobalAveragePool", "QLinearSigmoid"}, ops
+    assert {"QLinearConv", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool"} <= ops, ops
+    assert sum(n.op_type == "Resize" for n in optimized.graph.node) == 2  # head upsample, final upsample
+
+    # The rewrite moves the int8 outputs by at most the hard-sigmoid's grid, not the argmax.
+    for x in images:
+        old, new = stock.run(None, {"image": x})[0], rewritten.run(None, {"image": x})[0]
+        spread = float(old.max() - old.min())
+        assert float(np.abs(new - old).max()) < 0.1 * spread
+        assert np.mean(new.argmax(1) == old.argmax(1)) > 0.97
