@@ -115,7 +115,8 @@ def measure(model, target: str, precision: str, size, image_sets, workdir: Path,
     the measurements."""
     import torch
 
-    from edgeseg.converters import TARGETS, convert, target_module
+    import edgeseg.runtime as rt
+    from edgeseg.converters import TARGETS, convert
     from edgeseg.converters.options import ExportOptions
     from edgeseg.converters.verify import verify_file
     from edgeseg.converters.wrapper import build_graphs
@@ -133,18 +134,21 @@ def measure(model, target: str, precision: str, size, image_sets, workdir: Path,
     row["file_mb"] = round(sum(p.stat().st_size for p in files) / 1e6, 2)
     options = ExportOptions(target, precision, size)
     graph = build_graphs(model, options, spec)[0]
-    backend = target_module(spec)
-    runners = [("default", backend.load(files, graph))]
+    runners = [("default", rt.load(converted.path, threads=1))]
     if target == "openvino":
-        runners = [("f32", backend.load(files, graph, precision_hint="f32")),
-                   (f"CPU default ({backend.default_cpu_precision()})", backend.load(files, graph, precision_hint=None))]
+        from edgeseg.converters.openvino import default_cpu_precision
+
+        default = default_cpu_precision()
+        runners = [("f32", rt.load(converted.path, threads=1, precision="fp32")),
+                   (f"CPU default ({default})", rt.load(converted.path, threads=1,
+                                                        precision={"f32": "fp32", "f16": "fp16"}.get(default, default)))]
     rows = []
     for runtime_precision, run in runners:
         out = {**row, "runtime_precision": runtime_precision}
         for set_name, images in image_sets.items():
             with torch.no_grad():
                 report = verify_file(run, graph.module, graph.metadata, graph.output_names, target=target,
-                                     metadata_read=converted.metadata.to_json(), images=images)
+                                     metadata_read=converted.metadata, images=images)
             out[f"{set_name}_agreement"] = report.min_agreement
             out[f"{set_name}_max_abs_err"] = report.max_abs_error
             out[f"{set_name}_max_abs_logit"] = max(o.max_abs_reference for o in report.outputs)

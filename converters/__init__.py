@@ -1,9 +1,11 @@
 """Converters: a trained model -> a verified file for one target (ONNX, TFLite, CoreML, OpenVINO).
 
 ``convert(model_or_checkpoint, target, ...)`` builds the export graph (see ``wrapper``), hands it
-to the target's module (one file per target, each importing its own library, all with the same
-``export(graph, files, options)`` / ``load(files, graph)`` / ``read_metadata(files)``), writes
-atomically, runs the new file against PyTorch and keeps it only if it passes (see ``verify``).
+to the target's converter module (one file per target, each importing its own library, all with
+the same ``export(graph, files, options)``; int8 goes to the target's ``edgeseg.quantization``
+module), writes atomically, runs the new file through ``edgeseg.runtime`` against PyTorch and
+keeps it only if it passes (see ``verify``). The targets are the rows of the format table
+(``edgeseg.runtime.formats``) that name a converter module.
 """
 
 from __future__ import annotations
@@ -15,29 +17,16 @@ from pathlib import Path
 from types import ModuleType
 
 from edgeseg.converters.errors import ConversionError, UnsupportedOpError, VerificationError
-from edgeseg.converters.options import ExportOptions, TargetSpec
+from edgeseg.converters.options import ExportOptions
 from edgeseg.errors import ConfigError, EdgesegError
 from edgeseg.metadata import ModelMetadata
+from edgeseg.runtime import formats
+from edgeseg.runtime.formats import Format
 
-# The target table: what each target accepts. Int8 files are written by edgeseg.quantization's
-# module for the target (same interface), which quantizes and runs the accuracy gate.
-TARGETS: dict[str, TargetSpec] = {
-    spec.name: spec
-    for spec in (
-        TargetSpec("onnx", "edgeseg.converters.onnx", (".onnx",), ("fp32", "fp16", "int8"), "onnx",
-                   int8_module="edgeseg.quantization.onnx"),
-        TargetSpec("tflite", "edgeseg.converters.tflite", (".tflite",), ("fp32", "fp16", "int8"), "tflite",
-                   channels_last=True, default_layout="nhwc", default_preprocess=True,
-                   int8_module="edgeseg.quantization.tflite"),
-        TargetSpec(
-            "coreml", "edgeseg.converters.coreml", (".mlpackage",), ("fp32", "fp16", "int8"), "coreml",
-            is_dir=True, default_preprocess=True, runs_on=("darwin",), pixel_dtype="float32", mask_dtype="int32",
-            int8_module="edgeseg.quantization.coreml",
-        ),
-        TargetSpec("openvino", "edgeseg.converters.openvino", (".xml", ".bin"), ("fp32", "fp16", "int8"), "openvino",
-                   int8_module="edgeseg.quantization.openvino"),
-    )
-}
+# The targets: the format table's rows with a converter module (what each accepts, its defaults).
+# Int8 files are written by the row's int8 module (edgeseg.quantization), which quantizes and
+# runs the accuracy gate.
+TARGETS = formats.TableView(formats.targets)
 
 __all__ = [
     "TARGETS",
@@ -78,20 +67,21 @@ class ConversionResult:
         return [f.path for f in self.files]
 
 
-def target_spec(target: str) -> TargetSpec:
+def target_spec(target: str) -> Format:
     if target not in TARGETS:
         raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     return TARGETS[target]
 
 
-def target_module(spec: TargetSpec, precision: str = "fp32") -> ModuleType:
-    """Import a target's module, saying which extra to install when its library is missing."""
+def target_module(spec: Format, precision: str = "fp32") -> ModuleType:
+    """Import a target's converter (or int8) module, saying which extra to install when its
+    library is missing."""
     try:
-        return importlib.import_module(spec.int8_module if precision == "int8" else spec.module)
+        return importlib.import_module(spec.int8 if precision == "int8" else spec.converter)
     except ImportError as exc:
         raise ConfigError(
             f"the {spec.name} converter needs a library that is not installed ({exc.name}); "
-            f'install it with `pip install "edgeseg[{spec.extra}]"`'
+            f'install it with `pip install "edgeseg[{spec.converter_extra}]"`'
         ) from exc
 
 
@@ -145,22 +135,37 @@ def convert(
 
 
 def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
-    """The edgeseg metadata stored in a converted file (any target, by suffix)."""
+    """The edgeseg metadata stored in a converted file (any target, by suffix), as the runtime's
+    backend reads it (where the format cannot run here: as its converter module reads it)."""
     path = Path(path)
-    for spec in TARGETS.values():
-        if path.suffix == spec.suffixes[0]:
-            files = tuple(path.with_suffix(s) for s in spec.suffixes)
-            text = target_module(spec).read_metadata(files)
-            if text is None:
-                raise ConfigError(f"{path} carries no edgeseg metadata; was it written by edgeseg convert?")
-            return ModelMetadata.from_json(text)
-    raise ConfigError(f"{path}: unknown suffix {path.suffix!r}; expected one of "
-                      + ", ".join(s.suffixes[0] for s in TARGETS.values()))
+    spec = next((s for s in TARGETS.values() if path.suffix == s.suffix), None)
+    if spec is None:
+        raise ConfigError(f"{path}: unknown suffix {path.suffix!r}; expected one of "
+                          + ", ".join(s.suffix for s in TARGETS.values()))
+    text = _metadata_json(spec, spec.files(path))
+    if text is None:
+        raise ConfigError(f"{path} carries no edgeseg metadata; was it written by edgeseg convert?")
+    return ModelMetadata.from_json(text)
 
 
-def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, options, say) -> ConvertedFile:
+def _metadata_json(spec: Format, files: tuple[Path, ...]) -> str | None:
+    """The edgeseg metadata JSON in ``files``: from the runtime backend that runs them (the one
+    reader), or, where it cannot run here (CoreML off macOS), the converter module's
+    ``metadata_json(files)``."""
+    if not spec.runs_here():
+        return target_module(spec).metadata_json(files)
+    from edgeseg.runtime.loader import _backend_class
+
+    backend = _backend_class(spec.backend_name)(files[0], threads=1)
+    try:
+        return backend.metadata_json()
+    finally:
+        backend.close()
+
+
+def _write_verified(backend: ModuleType, spec: Format, graph, dest: Path, options, say) -> ConvertedFile:
     from edgeseg.converters.failures import explain_failure
-    from edgeseg.converters.verify import verify_file
+    from edgeseg.converters.verify import opened_with_runtime, verify_file
     from edgeseg.fileio import atomic_output, atomic_outputs
     from edgeseg.integrity import PLACEHOLDER, stamp
 
@@ -191,16 +196,15 @@ def _write_verified(backend: ModuleType, spec: TargetSpec, graph, dest: Path, op
             images = held_out_images(options.quant.gate_spec, 4, graph.metadata.input_size)
         say(f"{spec.name} {options.precision}: checking {dest.name} against PyTorch"
             + ("" if runs else " (metadata only: it cannot run here)"))
-        report = verify_file(
-            backend.load(files, graph) if runs else None,
-            graph.module,
-            graph.metadata,
-            graph.output_names,
-            target=spec.name,
-            metadata_read=backend.read_metadata(files),
-            note="" if runs else backend.cannot_run_note(files, graph),
-            images=images,
-        )
+        check = dict(module=graph.module, meta=graph.metadata, names=graph.output_names, target=spec.name,
+                     images=images)
+        if runs:
+            with opened_with_runtime(files, spec, dest.name) as session:
+                report = verify_file(session, metadata_read=session.metadata, **check)
+        else:
+            text = target_module(spec).metadata_json(files)
+            report = verify_file(None, metadata_read=ModelMetadata.from_json(text) if text else None,
+                                 note=target_module(spec).cannot_run_note(files, graph), **check)
         report.gate = graph.gate
         if not report.passed:
             raise VerificationError(
@@ -225,9 +229,9 @@ def _load(model_or_checkpoint) -> tuple[object, Path | None]:
     return model_or_checkpoint.eval(), None
 
 
-def _destination(out, source: Path | None, graph, spec: TargetSpec) -> Path:
+def _destination(out, source: Path | None, graph, spec: Format) -> Path:
     meta = graph.metadata
-    suffix = spec.suffixes[0]
+    suffix = spec.suffix
     if out is None:
         h, w = meta.input_size
         stem = source.stem if source is not None else meta.model

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import coremltools as ct
@@ -65,7 +64,7 @@ def describe(model, meta, what: str) -> None:
 def export(graph, files: tuple[Path, ...], options) -> None:
     mark_input_kind(graph, options)
     program = torch.export.export(graph.module, (graph.sample,), strict=False).run_decompositions({})
-    # No uint8 I/O here (TargetSpec.pixel_dtype/mask_dtype): pixels 0..255 as float32, int32 masks.
+    # No uint8 I/O here (the format row's pixel_dtype/mask_dtype): pixels 0..255 as float32, int32 masks.
     out_dtype = np.int32 if graph.metadata.argmax else np.float32
     model = ct.convert(
         program,
@@ -91,7 +90,9 @@ def _spec(files: tuple[Path, ...]):
     return ct.models.MLModel(str(files[0]), skip_model_load=True).get_spec()
 
 
-def read_metadata(files: tuple[Path, ...]) -> str | None:
+def metadata_json(files: tuple[Path, ...]) -> str | None:
+    """The edgeseg metadata JSON in the saved spec, read without the macOS CoreML framework (the
+    conversion's check where the runtime's CoreML backend cannot run)."""
     return dict(_spec(files).description.metadata.userDefined).get(METADATA_KEY)
 
 
@@ -137,18 +138,3 @@ def cannot_run_note(files: tuple[Path, ...], graph) -> str:
 
         raise ConversionError("the CoreML spec does not match the export graph: " + "; ".join(problems))
     return "CoreML runs on macOS only; the spec was validated (inputs, outputs, metadata)"
-
-
-def load(files: tuple[Path, ...], graph) -> Callable[[np.ndarray], list[np.ndarray]]:
-    model = ct.models.MLModel(str(files[0]))  # macOS only (TARGETS says where CoreML runs)
-    image = graph.metadata.extra.get("coreml_input") == "image"
-
-    def run(x: np.ndarray) -> list[np.ndarray]:
-        if image:  # an ImageType takes a picture: the float32 pixels 0..255, NCHW, as RGB
-            from PIL import Image
-
-            x = Image.fromarray(np.ascontiguousarray(x[0].transpose(1, 2, 0)).round().astype(np.uint8), "RGB")
-        out = model.predict({graph.input_name: x})
-        return [out[name] for name in graph.output_names]
-
-    return run

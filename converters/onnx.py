@@ -8,10 +8,8 @@ file contract says.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxslim
 import torch
@@ -128,18 +126,3 @@ def _drop_duplicate_casts(model: onnx.ModelProto) -> None:
         nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-
-
-def read_metadata(files: tuple[Path, ...]) -> str | None:
-    model = onnx.load(str(files[0]), load_external_data=False)
-    return next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
-
-
-def load(files: tuple[Path, ...], graph) -> Callable[[np.ndarray], list[np.ndarray]]:
-    import onnxruntime as ort
-
-    settings = ort.SessionOptions()
-    settings.intra_op_num_threads = 1  # verification is small; leave the cores to others
-    session = ort.InferenceSession(str(files[0]), settings, providers=["CPUExecutionProvider"])
-    names = list(graph.output_names)
-    return lambda x: session.run(names, {graph.input_name: x})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -77,30 +76,6 @@ def fix_input_shape(model: ov.Model, graph) -> None:
 def set_model_info(model: ov.Model, meta) -> None:
     for key, value in model_info(meta).items():
         model.set_rt_info(value, [MODEL_INFO_KEY, key])
-
-
-def read_metadata(files: tuple[Path, ...]) -> str | None:
-    model = ov.Core().read_model(str(files[0]), str(files[1]))
-    if not model.has_rt_info([METADATA_KEY]):
-        return None
-    return model.get_rt_info([METADATA_KEY]).astype(str)
-
-
-def load(files: tuple[Path, ...], graph, precision_hint: str | None = "f32") -> Callable[[np.ndarray], list[np.ndarray]]:
-    """Compile for CPU. ``precision_hint`` "f32" pins float32 compute; None keeps the CPU
-    default (bf16 where the CPU has it), which :func:`default_cpu_precision` names."""
-    core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": precision_hint} if precision_hint else {}
-    config["INFERENCE_NUM_THREADS"] = 1
-    compiled = core.compile_model(core.read_model(str(files[0]), str(files[1])), "CPU", config)
-    request = compiled.create_infer_request()
-    ports = [compiled.output(name) for name in graph.output_names]
-
-    def run(x: np.ndarray) -> list[np.ndarray]:
-        result = request.infer({graph.input_name: x})
-        return [np.array(result[port]) for port in ports]
-
-    return run
 
 
 def default_cpu_precision() -> str:

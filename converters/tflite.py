@@ -7,11 +7,9 @@ float32, as the file contract says.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import litert_torch
-import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +21,6 @@ from edgeseg.runtime.tflite_metadata import (
     add_associated_files,
     add_tflite_metadata,
     build_standard_metadata,
-    read_tflite_metadata,
 )
 
 # ai-edge-quantizer recipe: cast the weights of every op that has weights to float16.
@@ -142,21 +139,3 @@ def with_metadata(data: bytes, meta: ModelMetadata, input_name: str, output_name
     })
     labels = {out.labels_file: ("\n".join(out.labels) + "\n").encode("utf-8") for out in standard.outputs}
     return add_associated_files(data, labels)
-
-
-def read_metadata(files: tuple[Path, ...]) -> str | None:
-    entry = read_tflite_metadata(files[0].read_bytes()).get(METADATA_KEY)
-    return entry.decode("utf-8") if entry is not None else None
-
-
-def load(files: tuple[Path, ...], graph) -> Callable[[np.ndarray], list[np.ndarray]]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(files[0]), num_threads=1)
-    runner = interpreter.get_signature_runner()
-
-    def run(x: np.ndarray) -> list[np.ndarray]:
-        out = runner(**{graph.input_name: x})
-        return [out[name] for name in graph.output_names]
-
-    return run

@@ -1,19 +1,30 @@
 """On-the-spot verification: run the new file on its backend against PyTorch.
 
-The sample images are a few synthetic-looking scenes (flat regions, edges, gradients: what
+The file runs through the code that ships: ``edgeseg.runtime.load`` opens it (file and checksum
+checks, metadata, the graph checked against its metadata), the runtime's ``Preprocessor`` makes its
+input tensor from each RGB image (normalization, int8 quantization of a quantized input, layout)
+and its outputs are dequantized as ``predict`` does; the PyTorch graph takes the same images
+through the same ``Preprocessor``. The sample images are a few synthetic-looking scenes (flat regions, edges, gradients: what
 segmentation models see) plus uniform noise, all seeded. A conversion passes when every output
 agrees with the PyTorch graph within :data:`TOLERANCES` for the file's precision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from edgeseg.metadata import ModelMetadata
+from edgeseg.runtime.backend import TensorInfo
+from edgeseg.runtime.processing import Preprocessor, dequantize
 
 
 @dataclass(frozen=True)
@@ -116,14 +127,61 @@ def sample_images(height: int, width: int, count: int = 4, seed: int = 0) -> lis
 
 
 def graph_input(image: np.ndarray, meta: ModelMetadata) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) image as the file's ``image`` input (batch of one)."""
-    if meta.include_preprocess:
-        x = image.astype(meta.extra.get("image_dtype", "uint8"))
-    else:
-        x = (image.astype(np.float32) / 255.0 - np.float32(meta.mean)) / np.float32(meta.std)
-        x = x.astype(np.float32)
-    x = x[None]
-    return np.ascontiguousarray(x if meta.layout == "nhwc" else x.transpose(0, 3, 1, 2))
+    """An RGB uint8 image at the model's size as the export graph's float (or pixel) ``image``
+    input, batch of one: what the runtime's Preprocessor makes for a float input tensor."""
+    h, w = meta.input_size
+    shape = (1, 3, h, w) if meta.layout == "nchw" else (1, h, w, 3)
+    dtype = np.dtype(meta.extra.get("image_dtype", "uint8") if meta.include_preprocess else np.float32)
+    tensor, _ = Preprocessor(meta, TensorInfo("image", shape, dtype))(image, bgr=False)
+    return tensor.copy()  # the Preprocessor's buffer is reused by its next call
+
+
+@contextlib.contextmanager
+def opened_with_runtime(files: tuple[Path, ...], fmt, name: str) -> Iterator:
+    """``edgeseg.runtime.load`` of files just written under the atomic writer's temporary names:
+    linked under their real names (``name`` and its companions) in a scratch folder beside them,
+    so that the runtime opens them as a user's copy, companions and checksum included."""
+    from edgeseg.runtime import load
+
+    folder = files[0].parent / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"  # removed if killed
+    folder.mkdir()
+    try:
+        named = [folder / Path(name).with_suffix(suffix).name for suffix in fmt.suffixes]
+        for source, link in zip(files, named):
+            _link(source, link)
+        with load(named[0], backend=fmt.backend_name, threads=1, precision=fmt.check_precision) as session:
+            yield session
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _link(source: Path, link: Path) -> None:
+    if source.is_dir():  # a CoreML package
+        link.symlink_to(source.resolve(), target_is_directory=True)
+        return
+    try:
+        os.link(source, link)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, link)
+
+
+class FileRunner:
+    """A loaded file (an ``edgeseg.runtime`` session) run on RGB images as ``predict`` runs it,
+    up to the graph's raw outputs: the runtime's Preprocessor, the backend, dequantized outputs."""
+
+    def __init__(self, session) -> None:
+        self.backend = session.backend
+        self.preprocess = Preprocessor(session.metadata, session.backend.input)
+
+    def __call__(self, image: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+        tensor, _ = self.preprocess(image, bgr=False)
+        outputs = self.backend.run(tensor)
+        return [_real(outputs[name], self.backend.outputs[name]) for name in names]
+
+
+def _real(values: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """An output as real numbers, owning its memory (backends reuse their output buffers)."""
+    return dequantize(values, info) if info.quantized else np.array(values)
 
 
 def compare_outputs(
@@ -153,31 +211,30 @@ def compare_outputs(
 
 
 def verify_file(
-    run: Callable[[np.ndarray], list[np.ndarray]] | None,
+    session,
     module: torch.nn.Module,
     meta: ModelMetadata,
     names: tuple[str, ...],
     *,
     target: str,
-    metadata_read: str | None,
+    metadata_read: ModelMetadata | None,
     note: str = "",
     images: list[np.ndarray] | None = None,
 ) -> VerificationReport:
-    """Run ``run`` (the file on its backend; None = cannot run here) and ``module`` on the
-    sample images, and gate on :data:`TOLERANCES`."""
-    report = VerificationReport(target, meta.precision, numerics_checked=run is not None, note=note)
-    report.metadata_matches = (
-        metadata_read is not None and ModelMetadata.from_json(metadata_read) == meta
-    )
+    """Run the file (``session``: the ``edgeseg.runtime`` session on it; None = it cannot run
+    here) and ``module`` on the sample images, and gate on :data:`TOLERANCES`.
+    ``metadata_read``: the metadata read back from the file, compared with ``meta``."""
+    report = VerificationReport(target, meta.precision, numerics_checked=session is not None, note=note)
+    report.metadata_matches = metadata_read is not None and metadata_read == meta
     if not report.metadata_matches:
         report.problems.append("the edgeseg metadata read back from the file differs from what was written")
-    if run is None:
+    if session is None:
         return report
     images = images if images is not None else sample_images(*meta.input_size)
-    inputs = [graph_input(img, meta) for img in images]
+    run = FileRunner(session)
     with torch.no_grad():
-        reference = [_as_list(module(torch.from_numpy(x))) for x in inputs]
-    converted = [[np.asarray(o) for o in run(x)] for x in inputs]
+        reference = [_as_list(module(torch.from_numpy(graph_input(img, meta)))) for img in images]
+    converted = [run(img, names) for img in images]
     report.images = len(images)
     report.outputs = compare_outputs(reference, converted, names, meta)
     tol = TOLERANCES[meta.precision]

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeseg.converters.coreml import MIN_TARGET, cannot_run_note, load, read_metadata  # noqa: F401
+from edgeseg.converters.coreml import MIN_TARGET
 from edgeseg.converters.coreml import describe, input_types, mark_input_kind
 from edgeseg.converters.coreml import export as export_float
 from edgeseg.quantization.calibration import calibration_inputs

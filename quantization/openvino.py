@@ -20,7 +20,7 @@ import numpy as np
 import openvino as ov
 import torch
 
-from edgeseg.converters.openvino import fix_input_shape, load, read_metadata, set_model_info  # noqa: F401
+from edgeseg.converters.openvino import fix_input_shape, set_model_info
 from edgeseg.metadata import METADATA_KEY
 from edgeseg.quantization.calibration import calibration_inputs
 from edgeseg.quantization.gate import gate_int8_file

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeseg.converters.tflite import _NamedOutputs, read_metadata, with_metadata  # noqa: F401 (the target's interface)
+from edgeseg.converters.tflite import _NamedOutputs, with_metadata
 from edgeseg.quantization.calibration import calibration_inputs
 from edgeseg.quantization.gate import gate_int8_file
 from edgeseg.quantization.layers import check_layers, graph_path, reference_model
@@ -106,32 +106,3 @@ def _output_ranges(graph, inputs: list[np.ndarray]) -> list[tuple[float, float]]
         outs = [graph.module(torch.from_numpy(x)) for x in inputs]
     outs = [(o,) if isinstance(o, torch.Tensor) else o for o in outs]
     return [_range([o[k].float().numpy() for o in outs]) for k in range(len(graph.output_names))]
-
-
-def load(files: tuple[Path, ...], graph):
-    """Run the file on float graph inputs (quantizing/dequantizing int8 I/O) for verification."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(files[0]), num_threads=1)
-    runner = interpreter.get_signature_runner()
-    details = runner.get_input_details()[graph.input_name]
-    outputs = runner.get_output_details()
-
-    def run(x: np.ndarray) -> list[np.ndarray]:
-        out = runner(**{graph.input_name: _to_type(x, details)})
-        return [_to_float(out[name], outputs[name]) for name in graph.output_names]
-
-    return run
-
-
-def _to_type(x: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero = detail["quantization"]
-    if not scale:
-        return x.astype(detail["dtype"])
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.rint(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
-
-
-def _to_float(y: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero = detail["quantization"]
-    return (y.astype(np.float32) - zero) * scale if scale else y

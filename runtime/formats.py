@@ -55,6 +55,9 @@ class Format:
     # has no magic number (ONNX and CoreML protobufs).
     magic: Callable[[bytes], bool] | None = None
     runs_on: tuple[str, ...] = ()  # sys.platform prefixes where the backend runs; () = everywhere
+    # load(precision=...) of the conversion's check, for a backend that picks a compute precision
+    # at load time (OpenVINO: fp32, what every file is held to against PyTorch); None: as stored.
+    check_precision: str | None = None
 
     # --- writing (formats without a converter are only read) ------------------------------
     converter: str | None = None  # module with export(graph, files, options)
@@ -138,6 +141,7 @@ for _row in (
            pixel_dtype="float32", mask_dtype="int32", default_preprocess=True),
     Format("openvino", "OpenVINO IR", ".xml", "edgeseg.runtime.openvino:OpenVinoBackend", "openvino",
            "runtime-openvino", libraries=("openvino",), companions=(".bin",), magic=_openvino_magic,
+           check_precision="fp32",
            converter="edgeseg.converters.openvino", converter_extra="openvino",
            int8="edgeseg.quantization.openvino", precisions=_PRECISIONS, qat_scheme="pt2e",
            way_out="try --target onnx, or replace the layer with ops OpenVINO's PyTorch frontend supports"),
