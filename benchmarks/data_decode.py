@@ -11,9 +11,7 @@ with scale range (0.5, 2.0). Round robin over the methods, median of the rounds.
 from __future__ import annotations
 
 import json
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +37,7 @@ def main() -> None:
     from edgeseg.data.cache import DownscaledCache
     from edgeseg.data.files import read_rgb
     from edgeseg.data.transforms import TrainTransform
+    from edgeseg.validate.environment import describe, environment
 
     cv2.setNumThreads(1)
     transform = TrainTransform(CROP, scale=(0.5, 2.0))
@@ -81,13 +80,14 @@ def main() -> None:
                 ms = statistics.median(values)
                 rows.append({"format": fmt, "method": name, "ms_per_sample": round(ms, 2),
                              "ratio_to_pillow": round(ms / base, 3)})
+    env = environment(threads=1)
     payload = {"frame": list(FRAME), "crop": list(CROP), "samples": SAMPLES, "rounds": ROUNDS,
                "mask_read": "Pillow (palette indices) in every method except the cache",
-               "python": sys.version.split()[0], "machine": platform.processor() or platform.machine(),
-               "rows": rows}
+               "environment": env, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "data_decode.json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = [f"# Reading a training sample: {FRAME[0]}x{FRAME[1]} frames, {CROP[0]}x{CROP[1]} crops",
+             "", f"Machine: {describe(env, ('opencv-python-headless', 'pillow'))}.",
              "", f"One process, OpenCV 1 thread, {SAMPLES} samples x {ROUNDS} rounds round robin, median.",
              "The Pillow and OpenCV rows also decode the label PNG (Pillow: palette indices); the cache",
              "row reads both arrays from one uncompressed .npz at the largest size the scale draws.",

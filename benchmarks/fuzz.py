@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import shutil
 import subprocess
@@ -110,9 +109,10 @@ def main() -> None:
 
     import numpy as np
     from PIL import Image
-    from test_runtime_files import build_files
+    from runtime_helpers import build_files
 
     from edgeseg.fileio import write_json_atomic, write_text_atomic
+    from edgeseg.validate.environment import describe, environment
 
     started = time.time()
     report: dict = {"families": {}, "failures": [], "seconds": {}}
@@ -175,7 +175,7 @@ def main() -> None:
         row[r["outcome"]] += 1
     failures = [r for r in everything if r["outcome"] in (*FAILURES, "lost")]
     report.update({
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "environment": environment(),
         "args": vars(args),
         "total_cases": len(everything),
         "families": table,
@@ -191,7 +191,7 @@ def main() -> None:
     lines = [
         "# Hostile inputs: fuzzing at a large budget", "",
         f"`nice -n 10 python benchmarks/fuzz.py` (seed {args.seed}); {len(everything)} cases in "
-        f"{report['minutes']} min on {platform.platform()}, Python {platform.python_version()}.", "",
+        f"{report['minutes']} min. Machine: {describe(report['environment'], ('onnxruntime', 'ai-edge-litert', 'openvino', 'opencv-python-headless', 'pillow'))}.", "",
         "Each case is refused with a typed edgeseg error (the CLI: `error: ...`, exit 2) or runs to a "
         "correct mask (the image's displayed size, class ids the metadata names, exact pixels for "
         "lossless 8-bit RGB files); a file recording a checksum whose bytes changed must be refused. "

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
+
+from edgeseg.validate.environment import describe, environment
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "bench_int8"
@@ -101,7 +102,8 @@ def save(name: str, row: dict, args) -> None:
     path = RUNS / f"quant_{name}.json"
     earlier = json.loads(path.read_text()) if path.exists() else {}
     targets = {**earlier.get("targets", {}), **row["targets"]}  # a --targets run updates its own rows
-    path.write_text(json.dumps({**row, "targets": targets, "settings": vars(args)}, indent=1))
+    path.write_text(json.dumps({**row, "targets": targets, "settings": vars(args),
+                                "environment": environment(threads=1)}, indent=1))
     state_path = RUNS / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     write_report({**state, "quant": collect_quant()}, args)
@@ -155,39 +157,68 @@ def measure_files(files: dict, checkpoint: Path, errors: dict, args) -> dict:
     return out
 
 
-# What the numbers of the committed run say (kept with the script that made them).
+def summary(state: dict) -> list[str]:
+    """What this run's numbers say, computed from them (a rerun rewrites it)."""
+    def span(values: list[float], fmt: str = "+.2f") -> str:
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        low, high = min(values), max(values)
+        return format(low, fmt) if format(low, fmt) == format(high, fmt) else f"{format(low, fmt)} to {format(high, fmt)}"
+
+    lines = ["## Reading the results", ""]
+    for name, row in state.get("quant", {}).items():
+        trained = state.get("train", {}).get(name, {})
+        control_path = RUNS / f"control_{name}.json"
+        control = (json.loads(control_path.read_text()) if control_path.exists()
+                   else state.get("float_finetune_controls", {}).get(name, {})).get("miou")
+        targets = row["targets"].values()
+        ref = next((t.get("reference_miou") for t in targets if t.get("reference_miou") is not None), None)
+        qat = [t["qat"]["miou"] for t in targets if t.get("qat", {}).get("miou") is not None]
+        ptq = [t["ptq"]["miou"] for t in targets if t.get("ptq", {}).get("miou") is not None]
+        qat_vs_ptq = [t["qat"]["miou"] - t["ptq"]["miou"] for t in targets
+                      if t.get("qat", {}).get("miou") is not None and t.get("ptq", {}).get("miou") is not None]
+        sizes = [(t.get("qat") or t.get("ptq", {})).get("size_bytes", 0) / t["fp32"]["size_bytes"]
+                 for t in targets if t.get("fp32", {}).get("size_bytes")]
+        speed = {target: (t.get("qat") or t.get("ptq", {})).get("model_call_p50_ms", 0) / t["fp32"]["model_call_p50_ms"]
+                 for target, t in row["targets"].items()
+                 if t.get("fp32", {}).get("model_call_p50_ms") and (t.get("qat") or t.get("ptq", {})).get("model_call_p50_ms")}
+        lines.append(
+            f"- **{name}**: float held-out mIoU {_f(ref)}"
+            + (f" after {trained['steps']} steps ({trained['seconds'] / 60:.0f} min)" if trained.get("seconds") else "")
+            + f"; QAT - float {span([q - ref for q in qat] if ref is not None else [])} points"
+            + (f", QAT - float fine-tuned like QAT {span([q - control for q in qat])}" if control is not None else "")
+            + f"; PTQ - float {span([q - ref for q in ptq] if ref is not None else [])}; QAT - PTQ {span(qat_vs_ptq)}; "
+            f"int8 size {span([100 * v for v in sizes], '.0f')}% of fp32; int8/fp32 latency "
+            + ", ".join(f"{target} {ratio:.2f}x" for target, ratio in speed.items()) + "."
+        )
+    return lines + [""]
+
+
+# Why the numbers are what they are: the investigations behind them, made when the committed run was
+# written (profiles, other quantizer settings) and not re-run by this script.
 NOTES = [
-    "## Reading the results",
+    "Investigations behind the latency numbers (made when the committed run was written; not re-run by "
+    "this script):",
     "",
-    "- **Float models are converged**: LR-ASPP MobileNetV3-Large 2500 steps (28 min) and SegFormer-B0 1500 "
-    "steps (31 min), poly schedule annealed to zero (the previous run's 7-minute models sat at 40 and 20 mIoU "
-    "and made QAT look like training). Held-out mIoU 76.2 and 64.2.",
-    "- **QAT is within 0.5 points of the float model on every target**: LR-ASPP +0.04 to +0.17, SegFormer "
-    "+0.47 to +0.54 (QAT int8 at or above float). Against the stricter control, the float model fine-tuned "
-    "exactly like QAT without fake quantization ('float fine-tuned like QAT': same images, steps, lr, "
-    "frozen BN), QAT int8 is -0.26 to -0.12 (LR-ASPP) and +0.10 to +0.17 (SegFormer): inside 0.5 as well. "
-    "Anchors for scale: NNCF's QAT UNet/CamVid -0.06, TF-Model-Garden DeepLabV3+ QAT -0.35.",
-    "- **PTQ** loses 0.02-0.35 points and QAT is never worse than PTQ on the same target (+0.17 to +0.89).",
-    "- **Size**: every int8 file is 28-30% of its fp32 file (SegFormer TFLite 29.98%).",
-    "- **Latency**: SegFormer int8 is 0.45x (TFLite), 0.48x (OpenVINO), 0.53x (ONNX Runtime) of fp32. "
-    "LR-ASPP MobileNetV3 (depthwise convolutions, hard-swish, squeeze-excitation) misses on all three: "
-    "OpenVINO by a hair, 0.602x (PTQ 0.63x; the runtime runs an int8 IR's float ops at f32, as they were "
-    "calibrated and gated, not at the bf16 this CPU would pick). ONNX Runtime 0.81x: this session moved the int8 activations to uint8 (U8S8, the "
+    "- LR-ASPP MobileNetV3 (depthwise convolutions, hard-swish, squeeze-excitation) is where int8 gains "
+    "least. OpenVINO: the runtime runs an int8 IR's float ops at f32, as they were calibrated and gated, "
+    "not at the bf16 this CPU would pick. ONNX Runtime: the int8 activations are uint8 (U8S8, the "
     "pair its x86 kernels take; int8 activations ran at 1.43x), and the rest is ops ONNX Runtime has no "
-    "int8 kernel for: in its profile of the int8 file QLinearConv takes 53% of the time and the float "
+    "int8 kernel for: in its profile of the int8 file QLinearConv took 53% of the time and the float "
     "islands around hard-swish (HardSigmoid + Mul), the squeeze-excitation ReduceMean and the resizes, with "
-    "their DequantizeLinear/QuantizeLinear, about 40%. LiteRT 1.32x: edgeseg now annotates hard-swish, "
+    "their DequantizeLinear/QuantizeLinear, about 40%. LiteRT: edgeseg annotates hard-swish, "
     "hard-sigmoid, residual adds and resizes for int8 (litert-torch's quantizer left them float: "
     "QUANTIZE/DEQUANTIZE pairs 40 -> 18, the rest on 1x1 squeeze-excitation gates), yet LiteRT's int8 "
-    "MobileNetV3 stays slower than its fp32 one on this AVX-512 CPU: XNNPACK runs the fp32 graph as one "
-    "delegate partition and the int8 graph as 21, the builtin int8 kernels without XNNPACK are slower than "
-    "fp32 too (25.3 vs 22.8 ms), and at 512x1024 int8 is still 1.23x. SegFormer's dense matmuls reach 0.45x "
-    "on the same runtime.",
+    "MobileNetV3 stayed slower than its fp32 one on an AVX-512 CPU: XNNPACK runs the fp32 graph as one "
+    "delegate partition and the int8 graph as 21, the builtin int8 kernels without XNNPACK were slower than "
+    "fp32 too (25.3 vs 22.8 ms), and at 512x1024 int8 was still 1.23x.",
     "- OpenVINO int8 leaves matmul inputs float (weights int8): with int8 linear inputs SegFormer lost 4.9 "
     "points (quantization/openvino.py), and the int8 graph comes from torch.export like the fp32 file "
     "(from the TorchScript frontend's ScaledDotProductAttention op it ran at 0.79x instead of 0.48x).",
     "- Timings: 1 thread, median of the model call, fp32 and int8 files of a target round robin in one run; "
-    "the machine is a shared 2-core CPU, so ratios within a target are the numbers to read.",
+    "the machine (above) is shared with other jobs, so ratios within a target are the numbers to read.",
+    "- Anchors for scale: NNCF's QAT UNet/CamVid -0.06, TF-Model-Garden DeepLabV3+ QAT -0.35.",
 ]
 
 
@@ -196,8 +227,8 @@ def write_report(state: dict, args) -> None:
 
     lines = [
         "# Int8: PTQ and QAT per target (CPU)", "",
-        f"Machine: {platform.machine()}, 2 cores shared with other jobs (timings are noisy); 1 thread per "
-        f"backend. Models trained on `synthetic:train` at {SIZE[0]}x{SIZE[1]} (AdamW, poly schedule annealed "
+        f"Machine: {describe(_measured_on(state), ('torch', 'onnxruntime', 'ai-edge-litert', 'openvino', 'nncf', 'torchao', 'litert-torch'))}; "
+        f"shared with other jobs (timings are noisy); 1 thread per backend. Models trained on `synthetic:train` at {SIZE[0]}x{SIZE[1]} (AdamW, poly schedule annealed "
         "to zero over the steps below: converged float models, so QAT is compared with a finished model), "
         f"scored on {args.eval_images} images of `{HELD_OUT}` (never used for training, "
         "calibration or QAT) by the harness (edgeseg.validate) against the float checkpoint in PyTorch.",
@@ -239,10 +270,18 @@ def write_report(state: dict, args) -> None:
                 f"{' / '.join('yes' if g else 'MISS' for g in goals)} |"
             )
     lines += ["", "Raw numbers (sizes in bytes, latencies in ms, errors of files that failed): `int8.json`.", ""]
-    lines += NOTES
+    lines += summary(state) + NOTES
     write_text_atomic(RESULTS / "int8.md", "\n".join(lines) + "\n")
     controls = {path.stem[len("control_"):]: json.loads(path.read_text()) for path in sorted(RUNS.glob("control_*.json"))}
     write_json_atomic(RESULTS / "int8.json", {**state, "float_finetune_controls": controls})
+
+
+def _measured_on(state: dict) -> dict:
+    """The machine the quant rows were measured on (recorded with them), else this one."""
+    for row in state.get("quant", {}).values():
+        if row.get("environment"):
+            return row["environment"]
+    return environment(threads=1)
 
 
 def _f(value, fmt: str = ".1f") -> str:

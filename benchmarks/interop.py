@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import platform
 import subprocess
 import sys
 import time
@@ -44,6 +43,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the consumers as the interop tests ca
 from interop_helpers import (  # noqa: E402
     mediapipe_category_mask, mediapipe_style_input, mediapipe_style_mask, model_api_mask,
 )
+
+from edgeseg.validate.environment import describe, environment  # noqa: E402
 
 MODELS = ("lraspp_mobilenetv3_small", "segformer_b0")
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
@@ -157,8 +158,8 @@ def main() -> None:
                       f"(model size {row['min_at_model_size']:.4f})", flush=True)
     report = {
         "benchmark": "interop", "size": args.size, "photos": list(PHOTOS), "target": TARGET,
-        "machine": platform.platform(), "python": platform.python_version(), "seconds": round(time.time() - started),
-        "versions": _versions(), "rows": results,
+        "environment": environment(libraries=CONSUMER_LIBRARIES), "seconds": round(time.time() - started),
+        "rows": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     from edgeseg.fileio import write_json_atomic, write_text_atomic
@@ -167,25 +168,37 @@ def main() -> None:
     write_text_atomic(RESULTS / "interop.md", render(report))
 
 
-def _versions() -> dict:
-    from importlib.metadata import version
-
-    return {p: version(p) for p in ("mediapipe", "openvino", "openvino-model-api", "ai-edge-litert",
-                                    "opencv-python-headless", "opencv-contrib-python")}
+# The consumers' own distributions, recorded with the machine (edgeseg.validate.environment).
+CONSUMER_LIBRARIES = ("mediapipe", "openvino-model-api", "opencv-contrib-python")
+CONSUMERS = {"mediapipe": "MediaPipe", "model_api": "Model API"}
 
 
-NOTES = """Where the masks differ, and why. The files declare the same preprocessing to every consumer: with
-the photo at the model's size (no one resizes), MediaPipe's masks are edgeseg's on every fp32 file
-and on LR-ASPP int8, and Model API's are at f32 on every file. SegFormer-B0 int8 in MediaPipe agrees
-on 99.0% there: the same file and input through MediaPipe's own TFLite build, whose int8 kernels
-round differently from ai-edge-litert's (not investigated further). At the photo's own size:
+def at_model_size(report: dict) -> str:
+    """Which files each consumer segments exactly as edgeseg.runtime with the photo at model size
+    (no one resizes), from this run's rows."""
+    parts = []
+    for consumer, label in CONSUMERS.items():
+        rows = [r for r in report["rows"] if r["consumer"] == consumer]
+        same = [f"{r['model']} {r['precision']}" for r in rows if r["min_at_model_size"] >= 1.0]
+        differ = [f"{r['model']} {r['precision']} ({r['min_at_model_size']:.1%})" for r in rows
+                  if r["min_at_model_size"] < 1.0]
+        parts.append(f"{label}'s masks are edgeseg's on {', '.join(same) or 'no file'}"
+                     + (f", not on {', '.join(differ)}" if differ else ""))
+    return "With the photo at the model's size (no one resizes), " + "; ".join(parts) + " (this run)."
+
+
+NOTES = """Where the masks differ, and why. The files declare the same preprocessing to every consumer.
+At the model's size, a difference in MediaPipe comes from its own TFLite build: the same file and
+input, int8 kernels that round differently from ai-edge-litert's (seen on SegFormer-B0 int8 when this
+was written; not investigated further). At the photo's own size:
 
 - MediaPipe's CPU ImageToTensor samples the photo at pixel corners (`x * W / w`), edgeseg (like
   OpenCV's resize and PyTorch's interpolate, and the training pipeline) at pixel centres
   (`(x + 0.5) * W / w - 0.5`): MediaPipe's model input is shifted by half a model pixel, 0.5 to 2.3
-  photo pixels here. That shift alone accounts for most of the gap (LR-ASPP fp32, MediaPipe's input
-  sampling with edgeseg's mask resize: astronaut 94.7%, hubble 91.7%; MediaPipe's corner-aligned
-  logit interpolation alone: 98.8%, 99.3%). Redoing both on edgeseg.runtime's logits gives
+  photo pixels here. That shift alone accounts for most of the gap (a one-off analysis when this was
+  written, not re-run by this script: LR-ASPP fp32, MediaPipe's input sampling with edgeseg's mask
+  resize, astronaut 94.7%, hubble 91.7%; its corner-aligned logit interpolation alone, 98.8%, 99.3%).
+  Redoing both on edgeseg.runtime's logits (the "same resampling" column) gives
   MediaPipe's mask back (fp32 rows). Int8 logits are quantized: interpolated between equal
   quantized values they tie exactly, and float rounding picks the class, so the int8 rows stay
   below 100% there. Nothing in the file can change MediaPipe's sampling (measured on its CPU path;
@@ -206,8 +219,10 @@ def render(report: dict) -> str:
         "",
         f"Model input {report['size']}x{report['size']}; {len(report['photos'])} natural photos at their own "
         f"sizes ({', '.join(report['photos'])}); class-mask pixel agreement with `edgeseg.runtime`, the "
-        f"lowest over the photos (target >= {report['target']:.0%} per row). Versions: "
-        + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        f"lowest over the photos (target >= {report['target']:.0%} per row).",
+        "",
+        "Machine: " + describe(report["environment"], ("ai-edge-litert", "openvino", *CONSUMER_LIBRARIES,
+                                                       "opencv-python-headless")) + ".",
         "",
         "| model | precision | consumer | agreement (photo size) | agreement (photo at model size) | "
         "same resampling / precision (see below) | labels read | >= target |",
@@ -235,7 +250,7 @@ def render(report: dict) -> str:
     for r in report["rows"]:
         lines.append(f"- {r['model']} {r['precision']} {r['consumer']}: " + ", ".join(
             f"{p['photo']} {p['agreement']:.2%}" for p in r["photos"]))
-    lines += ["", NOTES, "", f"Reproduce: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/interop.py` ({report['seconds']} s "
+    lines += ["", at_model_size(report), "", NOTES, "", f"Reproduce: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/interop.py` ({report['seconds']} s "
               "here to measure; training the two checkpoints (300 steps each) and the 8 conversions took about "
               "45 minutes more on this shared CPU).", ""]
     return "\n".join(lines)

@@ -14,18 +14,16 @@ idle device; that measurement is not done here.
 
 from __future__ import annotations
 
-import json
-import platform
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgeseg import __version__
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.models import create_model, list_models
 from edgeseg.models.domain_attention import DomainAttention
 from edgeseg.models.profile import count_params
+from edgeseg.validate.environment import describe, environment
 
 FLOP_SIZE = (512, 1024)
 DOMAINS = [["domain_a", [f"a{i}" for i in range(19)]], ["domain_b", [f"b{i}" for i in range(19)]]]
@@ -68,7 +66,7 @@ def to_markdown(rows: list[dict], env: dict) -> str:
         "",
         f"Two domains x 19 classes, N=2 adapters, reduction 16. GMACs at {FLOP_SIZE[0]}x{FLOP_SIZE[1]} "
         "(torch flop counter; DA's elementwise re-weighting is not counted, its FCs are).",
-        f"Environment: {json.dumps(env)}",
+        f"Machine: {describe(env, ('torch',))}",
         "",
         "| model | variant | params (M) | DA params (M) | one head (M) | GMACs one domain | "
         "GMACs all domains |",
@@ -86,7 +84,7 @@ def to_markdown(rows: list[dict], env: dict) -> str:
 def main(out_dir: Path = Path(__file__).parent / "results") -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    env = {"edgeseg": __version__, "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
+    env = environment(threads=1)
     rows = [row for name in list_models() if name.startswith("multidomain_") for row in measure(name)]
     for r in rows:
         for key, value in r.items():

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edgeseg import __version__
 from edgeseg.data.synthetic import SyntheticDataset
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.losses import MixLoss
@@ -33,6 +31,7 @@ from edgeseg.metadata import IMAGENET_MEAN, IMAGENET_STD, parse_size
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import create_model
 from edgeseg.models.profile import count_params
+from edgeseg.validate.environment import describe, environment
 
 MODEL = "multidomain_lraspp_mobilenetv3_small"
 DOMAINS = ("day", "night", "coarse")
@@ -95,7 +94,9 @@ def to_markdown(rows: list[dict], env: dict) -> str:
     lines = [
         "# Multi-domain model with vs without Domain Attention (synthetic domains, CPU)",
         "",
-        f"Setting: {json.dumps(env)}",
+        f"Setting: {json.dumps({k: v for k, v in env.items() if k != 'environment'})}",
+        "",
+        f"Machine: {describe(env['environment'], ('torch',))}",
         "",
         "| variant | seed | params (M) | " + " | ".join(f"mIoU {d}" for d in DOMAINS)
         + " | mean mIoU | train s | images/s |",
@@ -134,8 +135,7 @@ def main() -> None:
     env = {"model": MODEL, "domains": DOMAINS, "size": size, "steps": args.steps, "seeds": seeds,
            "batch_per_domain": BATCH, "train_images_per_domain": TRAIN_IMAGES,
            "val_images_per_domain": VAL_IMAGES, "optimizer": "AdamW lr 2e-3 poly 0.9",
-           "threads": 1, "edgeseg": __version__, "torch": torch.__version__,
-           "cpu": platform.processor() or platform.machine()}
+           "threads": 1, "environment": environment(threads=1)}
     rows = [train_and_evaluate(with_da, data, args.steps, seed) for seed in seeds for with_da in (False, True)]
     write_json_atomic(args.out / "multidomain_da.json", {"setting": env, "rows": rows})
     write_text_atomic(args.out / "multidomain_da.md", to_markdown(rows, env))

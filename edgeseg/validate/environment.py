@@ -15,7 +15,7 @@ from importlib import metadata as importlib_metadata
 # Distributions whose versions decide the numbers (a missing one is reported as null).
 LIBRARIES = (
     "edgeseg", "numpy", "onnxruntime", "ai-edge-litert", "openvino", "coremltools", "torch",
-    "opencv-python-headless", "matplotlib",
+    "opencv-python-headless", "pillow", "matplotlib", "onnx", "litert-torch", "nncf", "torchao",
 )
 
 
@@ -30,9 +30,10 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def library_versions() -> dict[str, str | None]:
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Installed versions of :data:`LIBRARIES` and of the ``extra`` distributions (None: missing)."""
     versions = {}
-    for name in LIBRARIES:
+    for name in dict.fromkeys((*LIBRARIES, *extra)):
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
@@ -40,8 +41,9 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def environment(threads: int | None = None) -> dict:
-    """A JSON-ready description of this machine and the thread settings in force."""
+def environment(threads: int | None = None, libraries: tuple[str, ...] = ()) -> dict:
+    """A JSON-ready description of this machine and the thread settings in force; ``libraries``:
+    distributions to record besides :data:`LIBRARIES` (a benchmark's own consumers)."""
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS has no affinity API
@@ -56,5 +58,20 @@ def environment(threads: int | None = None) -> dict:
         "threads": threads,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "python": sys.version.split()[0],
-        "libraries": library_versions(),
+        "libraries": library_versions(libraries),
     }
+
+
+def describe(env: dict, libraries: tuple[str, ...] | None = None) -> str:
+    """One line for a report, from :func:`environment`'s record (what was measured on, not what
+    runs now): CPU, cores, Python and the versions of ``libraries`` (default: every one installed)."""
+    versions = env.get("libraries", {})
+    wanted = LIBRARIES if libraries is None else ("edgeseg", *libraries)
+    names = [n for n in dict.fromkeys(wanted) if versions.get(n)]
+    cores = env.get("usable_cpus")
+    cores_text = f"{cores} of {env.get('logical_cpus')} CPUs usable" if cores != env.get("logical_cpus") else f"{cores} CPUs"
+    threads = f", {env['threads']} thread(s)" if env.get("threads") is not None else ""
+    line = f"{env.get('cpu', '?')}, {cores_text}{threads}, {env.get('system', '?')}, Python {env.get('python', '?')}"
+    if names:
+        line += "; " + ", ".join(f"{n} {versions[n]}" for n in names)
+    return line + f" ({env.get('created_utc', '?')})"
