@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edgeseg.validate.environment import describe, environment
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -79,12 +81,14 @@ def main() -> None:
     medians = {k: statistics.median(v) for k, v in runs.items()}
     ratio = medians["head"] / medians["base"]
     payload = {"base": args.base, "head": head, "iters": args.iters, "threads": args.threads,
-               "runs_images_per_s": runs, "median_images_per_s": medians, "head_over_base": round(ratio, 3)}
+               "runs_images_per_s": runs, "median_images_per_s": medians, "head_over_base": round(ratio, 3),
+               "environment": environment(threads=args.threads)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cpu_train_ab.json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = [f"# CPU training throughput: {args.base} (before the GPU data path) vs {head}", "",
              f"LR-ASPP MobileNetV3-Small, 128x256 synthetic, batch 4, 1 worker, {args.threads} thread(s), "
              f"{args.iters} steps per run, runs alternated.", "",
+             f"Machine: {describe(payload['environment'], ('torch',))}.", "",
              "| code | images/s per run | median |", "|---|---|---|"]
     for name in ("base", "head"):
         lines.append(f"| {name} ({args.base if name == 'base' else head}) | "

@@ -175,10 +175,11 @@ def static_flicker(path: Path, frames: int = 60, sigma: float = 4.0) -> dict:
 
 def write_results(rows: list[dict], flicker: list[dict], args, env: dict) -> None:
     from edgeseg.fileio import write_text_atomic
+    from edgeseg.validate.environment import describe
 
     lines = [
         "# End-to-end camera-to-mask latency at 256x512 (CPU)", "",
-        f"Machine: {env.get('cpu', '?')}, {env.get('logical_cpus', '?')} cores, shared with other jobs (noisy). "
+        f"Machine: {describe(env, ('onnxruntime', 'ai-edge-litert', 'openvino'))}, shared with other jobs (noisy). "
         f"Backend threads: {args.threads}. Camera: synthetic, {CAMERA_FPS:.0f} FPS, 256x512 BGR frames stamped at "
         f"capture; latest-frame-wins (edgeseg.runtime.stream, as in examples/robot_stream.py); {args.seconds:g} s per file after 3 warm-up predicts, "
         f"in {args.rounds} round-robin slices (every file runs a slice per round, so load from other jobs hits all alike).",

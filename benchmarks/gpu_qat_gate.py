@@ -23,17 +23,20 @@ from edgeseg.checkpoint import read_checkpoint_header
 from edgeseg.converters import convert
 from edgeseg.errors import EdgesegError
 from edgeseg.fileio import write_json_atomic, write_text_atomic
+from edgeseg.validate.environment import describe, environment
 from edgeseg.quantization.options import QuantOptions
 from edgeseg.quantization.qat import QatConfig, qat_finetune
+from edgeseg.runtime.formats import FORMATS
 
-TARGETS = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
+TARGETS = ("tflite", "onnx", "openvino")  # the targets whose int8 runs here
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def gate(checkpoint: Path, float_checkpoint: Path, out: Path) -> dict:
     quant = replace(QuantOptions(), reference=str(float_checkpoint))
     rows = {}
-    for target, suffix in TARGETS.items():
+    for target in TARGETS:
+        suffix = FORMATS[target].suffix
         try:
             result = convert(checkpoint, target, precision="int8", quant=quant, out=out / f"{checkpoint.stem}{suffix}")
             report = result.files[0].report
@@ -54,6 +57,7 @@ def main() -> None:
                         batch_size=header["batch_size"], lr=header["lr"], device="cpu")
     cpu = qat_finetune(args.float_checkpoint, cpu_cfg, scratch / "lraspp_small_qat_cpu.safetensors")
     results = {
+        "environment": environment(),
         "gpu_qat": {"device": header.get("device"), "steps": header["steps"], "losses": header["losses"],
                     "gates": gate(args.gpu_qat_checkpoint, args.float_checkpoint, scratch)},
         "cpu_qat": {"device": cpu.device, "steps": cpu.steps, "losses": cpu.losses,
@@ -63,6 +67,7 @@ def main() -> None:
              "LR-ASPP MobileNetV3-Small 128x256, trained 1 minute on an H200 (`benchmarks/gpu_train.py`); "
              f"QAT {header['epochs']} epochs of {header['train_images']} images, batch {header['batch_size']}. "
              "Each int8 file gated against the float checkpoint as `edgeseg qat` gates it.", "",
+             f"CPU QAT and gates on: {describe(results['environment'], ('torch', 'torchao', 'litert-torch', 'ai-edge-litert', 'onnxruntime', 'openvino', 'nncf'))}.", "",
              "| QAT on | target | passed | gate |", "|---|---|---|---|"]
     for key in ("gpu_qat", "cpu_qat"):
         for target, row in results[key]["gates"].items():

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -41,6 +39,7 @@ from edgeseg.checkpoint import save_checkpoint
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.models import create_model
 from edgeseg.train import TrainConfig, train
+from edgeseg.validate.environment import describe, environment
 
 MODELS = ("lraspp_mobilenetv3_large", "segformer_b0", "mobileformer_lraspp_151m")
 SIZE = (512, 1024)
@@ -191,9 +190,9 @@ def qat_gate_checkpoints(out: Path, workers: int, minutes: float) -> dict:
             "qat_images_per_s": qat.images_per_s, "qat_losses": qat.losses}
 
 
-def environment() -> dict:
-    return {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cpu_cores": os.cpu_count(), "python": platform.python_version()}
+def gpu_environment() -> dict:
+    """The machine (edgeseg.validate.environment) and its GPU."""
+    return {**environment(), "gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
 
 
 def markdown(results: dict) -> str:
@@ -201,7 +200,7 @@ def markdown(results: dict) -> str:
     lines = [
         "# GPU training throughput at 512x1024",
         "",
-        f"{env.get('gpu')}, {env.get('cpu_cores')} CPU cores, torch {env.get('torch')} (CUDA {env.get('cuda')}); "
+        f"{env.get('gpu')} (CUDA {env.get('cuda')}); {describe(env, ('torch',)) if 'libraries' in env else env}; "
         f"batch {results['batch']}, bf16 autocast, channels_last, {results['workers']} loader workers.",
         "Command: `python benchmarks/gpu_train.py --workers 14`.",
         "",
@@ -255,7 +254,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="gpu_train_"))
-    results: dict = {"environment": environment(), "batch": args.batch, "workers": args.workers,
+    results: dict = {"environment": gpu_environment(), "batch": args.batch, "workers": args.workers,
                      "size": list(SIZE), "models": {}, "errors": {}, "profiles": {}}
 
     def save() -> None:

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgeseg.validate.environment import describe, environment
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml", "coreml": ".mlpackage"}
@@ -67,14 +69,16 @@ def main() -> None:
             print(f"{target} {precision} {mode}: exit {rc}, {row[mode]['lines']} lines, {seconds:.0f} s", flush=True)
         rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    env = environment()
     (RESULTS / "quiet_output.json").write_text(json.dumps({"checkpoint": checkpoint, "size": args.size,
-                                                           "rows": rows}, indent=2))
+                                                           "environment": env, "rows": rows}, indent=2))
     lines = [
         "# Lines printed by `edgeseg convert` (stdout + stderr)", "",
         f"`python benchmarks/quiet_output.py` on a {args.size} LR-ASPP MobileNetV3-Small checkpoint "
         "(10 training steps). `--verbose` shows what the libraries print (what every conversion "
         "printed before issue 17, plus the two stage lines convert prints now); the default silences it. "
         "Each output below is stdout, then stderr. Full outputs in quiet_output.json.", "",
+        f"Versions: {describe(env, ('torch', 'onnx', 'onnxruntime', 'litert-torch', 'ai-edge-litert', 'coremltools', 'openvino', 'nncf', 'torchao'))}.", "",
         "| target | precision | --verbose lines | default lines | exit (verbose / default) |",
         "|---|---|---|---|---|",
     ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 from edgeseg.data.synthetic import SYNTHETIC_DOMAINS, SyntheticDataset
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.metrics import IGNORE_INDEX, ConfusionMatrix
+from edgeseg.validate.environment import describe, environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BINS = 32  # per channel: 32^3 colour cells, each with thousands of training pixels
@@ -90,7 +90,7 @@ def main() -> None:
     result = {
         "generation_256x512": speed,
         "colour_classifier": {"bins_per_channel": BINS, "size": list(size), "train_images": args.train_images, "val_images": args.val_images, "per_domain": colour},
-        "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
+        "environment": environment(threads=1),
         "command": "nice -n 10 taskset -c 0 python benchmarks/synthetic_data.py",
     }
     write_json_atomic(RESULTS / "synthetic_data.json", result)
@@ -103,6 +103,9 @@ def to_markdown(result: dict) -> str:
         "# Synthetic dataset: generation speed and colour-only baseline",
         "",
         f"Command: `{result['command']}`",
+        "",
+        f"Machine: {describe(result['environment'], ('opencv-python-headless',))}"
+        if "environment" in result else "Machine: not recorded",
         "",
         "## Generation speed (256x512, one core)",
         "",

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ from edgeseg.data.transforms import EvalTransform
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.train import BEST, TrainConfig, train
+from edgeseg.validate.environment import describe, environment
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "bench_train_synthetic"
@@ -124,7 +123,8 @@ def write_report(results: dict) -> None:
     a, b = results["part_a"], results.get("part_b")
     lines = [
         "# Training on synthetic street scenes (CPU)", "",
-        f"Machine: {results['machine']}; torch threads: {results['threads']}; shared with other jobs, so "
+        f"Machine: {describe(results['environment'], ('torch',)) if 'environment' in results else results.get('machine')}; "
+        f"torch threads: {results['threads']}; shared with other jobs, so "
         "times are noisy. Command: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/train_synthetic.py` "
         "(`--parts a` or `--parts b` re-runs one part and keeps the other's results).", "",
         "## A. LR-ASPP MobileNetV3-Small, 128x256, time-capped", "",
@@ -174,8 +174,7 @@ def main() -> None:
     start = time.perf_counter()
     previous = RESULTS / "train_synthetic.json"
     results = json.loads(previous.read_text()) if previous.is_file() else {}
-    results.update({"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                    "threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__})
+    results.update({"environment": environment(threads=torch.get_num_threads()), "threads": torch.get_num_threads()})
     for part, run in (("a", lambda: part_a(args.minutes, (128, 256), args.lr, args.run_name)), ("b", lambda: part_b(args.multi_steps, (64, 128)))):
         if part in parts:
             part_start = time.perf_counter()

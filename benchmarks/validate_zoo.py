@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- command: `{summary['command'].strip()}`; {args.limit} synthetic val images per domain at each "
         f"checkpoint's input size; {args.warmup} warm-up + {args.runs} timed runs, {args.threads} thread(s), "
         f"round robin; total {(time.perf_counter() - started) / 60:.1f} min",
-        "- The machine is shared (2 cores, other jobs running): latencies are noisy; compare files within one "
+        "- The machine is shared with other jobs: latencies are noisy; compare files within one "
         "table (they were measured interleaved), not across runs.", "",
     ]
     markdown[2:2] = intro
