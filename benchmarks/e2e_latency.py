@@ -187,8 +187,8 @@ def write_results(rows: list[dict], flicker: list[dict], args, env: dict) -> Non
         f"--rounds {args.rounds} --threads {args.threads}`", "",
         "Latency = camera timestamp -> mask ready: waiting for the model to be free, pre/post-processing "
         "and the graph call. FPS = masks delivered per second; dropped = frames replaced before the model "
-        "took them (the camera runs at 30 FPS whatever the model does, so 30 FPS means the model keeps up). "
-        "Numbers move 2-4x with the load other jobs put on this shared machine: compare rows of one run. Weights: `trained` = the "
+        f"took them (the camera runs at {CAMERA_FPS:.0f} FPS whatever the model does, so {CAMERA_FPS:.0f} FPS means the model "
+        "keeps up). Numbers move with the load other jobs put on this shared machine: compare rows of one run. Weights: `trained` = the "
         "synthetic-trained checkpoint of benchmarks/train_synthetic.py; `fresh` = initial weights, used "
         "where no trained checkpoint exists or its file was refused (the note says why): the graph, and "
         "so the time, is the same.", "",

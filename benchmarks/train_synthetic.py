@@ -152,7 +152,7 @@ def write_report(results: dict) -> None:
             "| domain | multi-domain mIoU | single-domain mIoU |", "|---|---|---|",
             *[f"| {d} | {100 * r['multidomain_miou']:.1f} | {100 * r['single_miou']:.1f} |"
               for d, r in b["per_domain"].items()],
-            "", f"Multi-domain training took {b['multidomain_seconds'] / 60:.1f} min; the four single-domain "
+            "", f"Multi-domain training took {b['multidomain_seconds'] / 60:.1f} min; the {len(b['per_domain'])} single-domain "
             f"runs {sum(r['single_seconds'] for r in b['per_domain'].values()) / 60:.1f} min together.",
         ]
     wall = {k: round(v["wall_minutes"], 1) for k, v in results.items() if k.startswith("part_") and "wall_minutes" in v}
