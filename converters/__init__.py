@@ -99,6 +99,7 @@ def convert(
     quant=None,
     coreml_input: str | None = None,
     progress=None,
+    output_stride: int = 1,
 ) -> ConversionResult:
     """Convert a model (or an edgeseg ``.safetensors`` checkpoint) for ``target`` and verify it.
 
@@ -112,6 +113,9 @@ def convert(
     None = its defaults) and keeps the file only if it passes the harness's accuracy gate.
     ``coreml_input``: CoreML's image input, ``"image"`` (ImageType, the default) or ``"tensor"``.
     ``progress(text)`` hears each stage (the CLI prints it: a conversion takes minutes).
+    ``output_stride``: N > 1 leaves the final upsample out of the graph, whose logits (or mask)
+    are then at 1/N of the input (N: the head's own stride, or a divisor of it); the metadata
+    records it and the runtime upsamples once, straight to each image's size.
     """
     from edgeseg.converters.wrapper import build_graphs
 
@@ -121,7 +125,7 @@ def convert(
 
         quant = QuantOptions()
     options = ExportOptions(target, precision, input_size, layout or spec.default_layout, include_preprocess, argmax,
-                            domain, quant, coreml_input)
+                            domain, quant, coreml_input, output_stride)
     if include_preprocess is None:  # a CoreML tensor input keeps today's float normalized input
         options = replace(options, include_preprocess=spec.default_preprocess and coreml_input != "tensor")
     options.check(spec)

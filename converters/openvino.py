@@ -25,16 +25,65 @@ def export(graph, files: tuple[Path, ...], options) -> None:
     model.inputs[0].get_tensor().set_names({graph.input_name})
     for port, name in zip(model.outputs, graph.output_names):
         port.get_tensor().set_names({name})
-    model.set_rt_info(graph.metadata.to_json(), [METADATA_KEY])
     set_model_info(model, graph.metadata)
     xml, bin_ = files
     # save_model names the .bin after the .xml; the atomic temp names differ, so save in a
     # scratch folder beside them and move each file onto its temp path. The pid in its name lets
     # the next run remove it if this one is killed (edgeseg.fileio.remove_stale_temporaries).
     with tempfile.TemporaryDirectory(dir=xml.parent, prefix=f".ov-{os.getpid()}-") as scratch:
-        ov.save_model(model, str(Path(scratch) / "model.xml"), compress_to_fp16=options.precision == "fp16")
+        fp16 = options.precision == "fp16"
+        # The saved weights (fp16 rounded) are checked at the reduced compute precisions, then
+        # the record of what passed goes into the metadata and the file is saved again with it.
+        ov.save_model(model, str(Path(scratch) / "model.xml"), compress_to_fp16=fp16)
+        graph.metadata = record_precisions(Path(scratch) / "model.xml", graph)
+        model.set_rt_info(graph.metadata.to_json(), [METADATA_KEY])
+        ov.save_model(model, str(Path(scratch) / "model.xml"), compress_to_fp16=fp16)
         os.replace(Path(scratch) / "model.xml", xml)
         os.replace(Path(scratch) / "model.bin", bin_)
+
+
+# Compute precisions below f32 the converter checks, with the OPTIMIZATION_CAPABILITIES entry a CPU
+# lists when it has them natively (OpenVINO's CPU plugin emulates nothing slower on purpose).
+REDUCED_PRECISIONS = {"bf16": "BF16"}
+
+
+def record_precisions(xml: Path, graph):
+    """``graph.metadata`` with ``inference_precisions``: fp32 (the conversion's own check runs
+    there) plus every reduced compute precision this CPU has at which the saved file passes the
+    16-bit float gate against PyTorch (``TOLERANCES["fp16"]``: >= 99.5% of pixels of the sample
+    images keep PyTorch's class; fp16 files are held to it at f32 already). The measured agreement
+    goes to ``extra["precision_checks"]``. int8 files (written by edgeseg.quantization) record
+    nothing: their accuracy gate ran at f32."""
+    from edgeseg.converters.verify import TOLERANCES, compare_outputs, graph_input, sample_images
+
+    meta = graph.metadata
+    if meta.precision not in ("fp32", "fp16"):
+        return meta
+    core = ov.Core()
+    capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    passed, checks = ["fp32"], {}
+    inputs = [graph_input(image, meta) for image in sample_images(*meta.input_size)]
+    reference = None
+    for precision, capability in REDUCED_PRECISIONS.items():
+        if capability not in capabilities:
+            continue
+        if reference is None:
+            with torch.no_grad():
+                outs = [graph.module(torch.from_numpy(x)) for x in inputs]
+            reference = [[o.numpy()] if isinstance(o, torch.Tensor) else [t.numpy() for t in o] for o in outs]
+        compiled = core.compile_model(core.read_model(str(xml)), "CPU",
+                                      {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": 1})
+        request = compiled.create_infer_request()
+        got = []
+        for x in inputs:
+            request.infer({0: x})
+            got.append([np.array(request.get_output_tensor(i).data) for i in range(len(graph.output_names))])
+        agreement = min(c.agreement for c in compare_outputs(reference, got, graph.output_names, meta))
+        checks[precision] = round(agreement, 6)
+        if agreement >= TOLERANCES["fp16"].min_agreement:
+            passed.append(precision)
+    extra = {**meta.extra, "precision_checks": checks} if checks else meta.extra
+    return meta.replace(inference_precisions=tuple(passed), extra=extra)
 
 
 # OpenVINO Model API (``openvino-model-api``) reads its wrapper's settings from rt_info/model_info.

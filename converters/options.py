@@ -25,6 +25,9 @@ class ExportOptions:
     # CoreML only: "image" (ImageType: Vision passes camera pixel buffers; needs NCHW and the
     # normalization inside) or "tensor" (a MultiArray); None = "image" for CoreML.
     coreml_input: str | None = None
+    # The file's logits (or mask) at 1/output_stride of the input: the head's own resolution, no
+    # final upsample in the graph (the runtime upsamples once, to the frame). 1 = full resolution.
+    output_stride: int = 1
 
     def _check_coreml_input(self) -> None:
         kind = self.coreml_input or "image"
@@ -54,5 +57,19 @@ class ExportOptions:
             self._check_coreml_input()
         if self.layout is not None and self.layout not in LAYOUTS:
             raise ConfigError(f"layout {self.layout!r} is not one of {LAYOUTS}")
+        stride = self.output_stride
+        if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= 64:
+            raise ConfigError(
+                f"--output-stride {stride!r} must be an integer from 1 (full resolution) to 64; the "
+                "head's own stride (8 for LR-ASPP, 4 for SegFormer) drops the graph's final upsample"
+            )
+        if stride > 1 and self.argmax:
+            # A mask at the head's resolution can only be enlarged by nearest neighbour: blocky
+            # (LR-ASPP-S 1/8 -> 720p: 94.9% of pixels agree with the full-resolution file).
+            raise ConfigError(
+                "--argmax with --output-stride would give a mask at the head's resolution, which the "
+                "runtime can only enlarge blockily (95% agreement with full resolution); leave "
+                "--argmax out (the runtime takes the argmax from the low-resolution logits exactly)"
+            )
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 1):
             raise ConfigError(f"input size {self.input_size} must be (height, width), both >= 1")

@@ -38,16 +38,23 @@ class ExportWrapper(nn.Module):
         self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
         self.register_buffer("shift", -mean / std, persistent=False)
 
+        # --output-stride: logits at 1/output_stride of the input (the head's own resolution), the
+        # net's final upsample left out; the runtime upsamples once, to the caller's frame.
+        self.output_size = metadata.output_size if metadata.output_stride > 1 else None
+
     def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         x = image.permute(0, 3, 1, 2) if self.nhwc else image
         if self.include_preprocess:
             x = x.to(torch.float32) * self.scale + self.shift
-        heads = self.net(x)
+        heads = self.net(x) if self.output_size is None else head_logits(self.net, x)
         if isinstance(heads, torch.Tensor):
             return self._finish(heads)
         return tuple(self._finish(logits) for logits in heads)
 
     def _finish(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.output_size is not None and tuple(logits.shape[-2:]) != self.output_size:
+            # A stride finer than the head's: the graph upsamples part of the way.
+            logits = nn.functional.interpolate(logits, size=self.output_size, mode="bilinear", align_corners=False)
         if self.argmax and self.argmax_channels_last:
             return logits.permute(0, 2, 3, 1).argmax(dim=-1).to(self.mask_dtype)
         if self.argmax:
@@ -69,6 +76,40 @@ class _HeadsInDomainOrder(nn.Module):
         if isinstance(out, dict):
             return tuple(out[d] for d in self.domains)
         return tuple(out)
+
+
+def head_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """``net(x)`` without its final upsample: the logits at the head's own resolution.
+
+    Every zoo model is encoder -> decoder -> one bilinear upsample (``SegmentationModel``); a
+    multi-head graph runs the shared encoder and neck once and every domain's head."""
+    from edgeseg.models.base import SegmentationModel
+
+    if isinstance(net, _HeadsInDomainOrder):
+        model = net.heads.model  # MultiHeadSegmentationModel -> the multi-domain model
+        shared = model.neck(model.encoder(x))
+        return tuple(model.heads[d](shared) for d in net.domains)
+    if isinstance(net, SegmentationModel):
+        net.check_input_size(x.shape[-2], x.shape[-1], x.shape[1])
+        return net.decoder(net.encoder(x))
+    raise ConfigError(
+        f"--output-stride needs an edgeseg model (encoder -> decoder -> upsample); {type(net).__name__} "
+        "is not one: leave --output-stride out"
+    )
+
+
+def head_stride(net: nn.Module, meta: ModelMetadata) -> int:
+    """The stride of the net's logits before its final upsample, from one run at the file's size."""
+    height, width = meta.input_size
+    with torch.no_grad():
+        out = head_logits(net, torch.zeros(1, 3, height, width))
+    h, w = (out if isinstance(out, torch.Tensor) else out[0]).shape[-2:]
+    if height % h or width % w or height // h != width // w:
+        raise ConfigError(
+            f"{meta.model}'s head gives {h}x{w} logits for a {height}x{width} input, not one stride on "
+            "both sides; leave --output-stride out"
+        )
+    return height // h
 
 
 @dataclass
@@ -110,6 +151,17 @@ def build_graphs(model: nn.Module, options, spec) -> list[ExportGraph]:
         output_names={},
         extra=extra,
     )
+    stride = getattr(options, "output_stride", 1) or 1
+    if stride > 1:
+        natural = head_stride(model, meta)
+        if natural % stride:
+            finer = [s for s in range(2, natural + 1) if natural % s == 0 and height % s == 0 and width % s == 0]
+            raise ConfigError(
+                f"--output-stride {stride}: {base.model}'s head gives logits at 1/{natural} of the input, "
+                f"so the stride must divide {natural} (one of {finer or [natural]}), or leave it out for "
+                "full-resolution output"
+            )
+        meta = meta.replace(output_stride=stride)
     domains = tuple(d.name for d in base.domains)
     out_kind = "mask" if options.argmax else "logits"
     if not domains:

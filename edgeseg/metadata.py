@@ -19,7 +19,10 @@ from edgeseg import __version__
 from edgeseg.errors import ConfigError
 
 METADATA_KEY = "edgeseg"
-SCHEMA_VERSION = 1
+# The newest schema this edgeseg reads. A file records the oldest schema that reads it right:
+# 1, unless it needs a later reader (2: ``output_stride`` > 1, low-resolution logits that a
+# schema-1 reader would take for full-resolution ones), so older runtimes refuse only such files.
+SCHEMA_VERSION = 2
 
 # ImageNet statistics, for RGB pixels scaled to [0, 1]: what every zoo encoder expects.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -37,6 +40,9 @@ MAX_INPUT_PIXELS = 4096 * 4096
 MAX_NAME_LENGTH = 256
 RESIZE_MODES = ("stretch", "letterbox")
 PRECISIONS = ("fp32", "fp16", "int8")
+# Precisions a backend may compute a file at (``edgeseg.runtime.load(precision=...)``).
+INFERENCE_PRECISIONS = ("fp32", "bf16", "fp16")
+MAX_OUTPUT_STRIDE = 64
 
 
 def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
@@ -117,6 +123,12 @@ class ModelMetadata:
         checksum: ``edgeseg-sha256:<hex>``, the SHA-256 of the converted file's own bytes (see
             ``edgeseg.integrity``); the runtime refuses a file that no longer matches it.
         extra: free-form details (calibration, quantization scheme, training metrics).
+        inference_precisions: compute precisions (``fp32``/``bf16``/``fp16``) at which the
+            converter ran the file and it passed the file's gate (OpenVINO: ``bf16`` where the
+            CPU has it); the runtime picks the fastest of them. () = not recorded: fp32 only.
+        output_stride: the graph's output is at 1/output_stride of ``input_size`` (the head's
+            own resolution, no final upsample in the graph); the runtime upsamples it to the
+            image. 1 = logits or mask at the input size.
     """
 
     model: str
@@ -136,6 +148,8 @@ class ModelMetadata:
     edgeseg_version: str = __version__
     checksum: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    inference_precisions: tuple[str, ...] = ()
+    output_stride: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.classes, (str, bytes)):
@@ -173,6 +187,15 @@ class ModelMetadata:
         ):
             if value not in allowed:
                 raise ConfigError(f"{name} {value!r} is not one of {allowed}")
+        object.__setattr__(self, "inference_precisions", tuple(self.inference_precisions))
+        unknown = sorted(set(self.inference_precisions) - set(INFERENCE_PRECISIONS))
+        if unknown:
+            raise ConfigError(f"inference_precisions {unknown} are not among {INFERENCE_PRECISIONS}")
+        stride = self.output_stride
+        if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= MAX_OUTPUT_STRIDE:
+            raise ConfigError(f"output_stride {stride!r} must be an integer from 1 to {MAX_OUTPUT_STRIDE}")
+        if h % stride or w % stride:
+            raise ConfigError(f"output_stride {stride} does not divide input_size {h}x{w}")
         names = [d.name for d in self.domains]
         if len(set(names)) != len(names):
             raise ConfigError(f"domain names repeat: {names}")
@@ -182,6 +205,12 @@ class ModelMetadata:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the graph's output: ``input_size`` / ``output_stride``."""
+        h, w = self.input_size
+        return h // self.output_stride, w // self.output_stride
 
     def domain_info(self, name: str) -> DomainInfo:
         for d in self.domains:
@@ -201,7 +230,7 @@ class ModelMetadata:
     # --- serialization -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["schema_version"] = SCHEMA_VERSION
+        data["schema_version"] = 2 if self.output_stride != 1 else 1
         return data
 
     def to_json(self) -> str:
@@ -236,7 +265,7 @@ class ModelMetadata:
             )
             for d in data.get("domains", ())
         )
-        for key in ("classes", "palette", "mean", "std", "input_size"):
+        for key in ("classes", "palette", "mean", "std", "input_size", "inference_precisions"):
             if key in data:
                 data[key] = tuple(tuple(v) if isinstance(v, list) else v for v in data[key])
         return cls(**data)
@@ -342,6 +371,14 @@ def check_metadata_dict(data: Any) -> None:
     for key, allowed in (("layout", LAYOUTS), ("resize", RESIZE_MODES), ("precision", PRECISIONS)):
         if key in data and data[key] not in allowed:
             raise _field_error(key, f"is {_shown(data[key])}, not one of {allowed}")
+    if "inference_precisions" in data:
+        value = data["inference_precisions"]
+        if not isinstance(value, _SEQ) or any(v not in INFERENCE_PRECISIONS for v in value):
+            raise _field_error("inference_precisions", f"is {_shown(value)}, not a list of {INFERENCE_PRECISIONS}")
+    if "output_stride" in data:
+        value = data["output_stride"]
+        if not _is_int(value) or not 1 <= value <= MAX_OUTPUT_STRIDE:
+            raise _field_error("output_stride", f"is {_shown(value)}, not an integer from 1 to {MAX_OUTPUT_STRIDE}")
     for key in ("include_preprocess", "argmax"):
         if key in data and not isinstance(data[key], bool):
             raise _field_error(key, f"is {_shown(data[key])}, not true or false")

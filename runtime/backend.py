@@ -44,6 +44,10 @@ class Backend(ABC):
     #: ops the accelerator left to the CPU where the library tells).
     device: str = "cpu"
     device_note: str = ""
+    #: The compute precision the library was told to run the file at (``fp32``/``bf16``/``fp16``)
+    #: where it picks one at load time (OpenVINO), and why; None: the file runs as stored.
+    inference_precision: str | None = None
+    precision_note: str = ""
 
     path: Path
     input: TensorInfo

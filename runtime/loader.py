@@ -36,6 +36,7 @@ def load(
     precision: str | None = None,
     device: str | None = None,
     metadata: dict | None = None,
+    spinning: bool | None = None,
 ) -> SegmentationSession:
     """Open a converted model file (or an edgeseg checkpoint, the PyTorch reference).
 
@@ -49,6 +50,11 @@ def load(
     devices; ``"gpu"``, ``"delegate:/path/lib.so"`` LiteRT delegates). ``seg.device`` says what
     actually runs it. ``metadata``: ModelMetadata fields by name that replace what the file says
     (``{"classes": (...), "mean": (...), "std": (...)}``), e.g. for a file edgeseg did not write.
+    ``precision=None`` (OpenVINO): the fastest precision the converter verified the file at and
+    the device has (``seg.precision`` says which; fp32 for files without that record).
+    ``spinning``: ONNX Runtime only, whether its intra-op threads spin-wait for work between calls
+    (``session.intra_op.allow_spinning``); None = edgeseg's default, off (see
+    :mod:`edgeseg.runtime.onnx`): spinning threads take the CPU from the caller's own work.
     """
     path = Path(path)
     overrides = check_overrides(metadata)
@@ -59,10 +65,18 @@ def load(
     _check_file(path, fmt)
     backend_class = _backend_class(name)
     checksum = _verify_checksum(path, fmt)
+    if spinning is not None and not isinstance(spinning, bool):
+        raise ConfigError(f"spinning={spinning!r} must be True, False or None (the default)")
+    if spinning is not None and name != "onnxruntime":
+        raise ConfigError(
+            f"spinning={spinning!r} is an ONNX Runtime option (its thread pool's spin-wait); the "
+            f"{name} backend has none: leave spinning out"
+        )
+    extra = {"spinning": spinning} if spinning is not None else {}
     if device is not None:
-        backend_obj = backend_class(path, threads=threads, precision=precision, device=device)
+        backend_obj = backend_class(path, threads=threads, precision=precision, device=device, **extra)
     else:  # backends from elsewhere (tests, plug-ins) may not take device=
-        backend_obj = backend_class(path, threads=threads, precision=precision)
+        backend_obj = backend_class(path, threads=threads, precision=precision, **extra)
     metadata = read_metadata(backend_obj, overrides)
     if integrity.stamped(metadata.checksum) and metadata.checksum != checksum:
         raise ModelFileError(

@@ -108,19 +108,31 @@ def _info(node) -> TensorInfo:
     return TensorInfo(node.name, shape, np.dtype(_ORT_DTYPES.get(node.type, np.float32)))
 
 
+# Spin-waiting of ONNX Runtime's intra-op threads between calls (its default: on). Off by default
+# here, chosen by measurement (benchmarks/results/ort_spinning.md): with 2 threads the spinning
+# workers keep a core busy after each call, so the caller's own work between calls (the next
+# frame's decode and resize, another model) runs slower, while the model call itself is about as
+# fast without it. ``load(path, spinning=True)`` turns it back on (a dedicated inference core).
+SPINNING = False
+
+
 class OnnxBackend(Backend):
     name = "onnxruntime"
     thread_safe = True
     threads_note = "intra-op threads of the ONNX Runtime session"
 
     def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None,
-                 device: str | None = None):
+                 device: str | None = None, spinning: bool | None = None):
         refuse_precision(self.name, precision)
         ort = import_backend_library("onnxruntime", "runtime-onnx", "ONNX")
         options = ort.SessionOptions()
         options.inter_op_num_threads = 1
         if threads is not None:
             options.intra_op_num_threads = threads
+        #: Whether the intra-op threads spin-wait between calls (load(spinning=...)).
+        self.spinning = SPINNING if spinning is None else spinning
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.spinning else "0")
         options.log_severity_level = 3  # errors only: warnings about unused initializers are noise
         providers, self.device_note = _providers(ort, device)
         try:

@@ -2,12 +2,18 @@
 
 The compiled model is shared by every thread; each thread gets its own infer request (requests
 keep per-call state), so one session serves several threads at once. ``threads`` sets
-``INFERENCE_NUM_THREADS``. Every file runs at ``INFERENCE_PRECISION_HINT=f32`` (fp16 files: fp16
-weights, f32 compute; int8 files: the ops int8 leaves float), which is what the converter verified
-and the int8 gate measured: on CPUs with bf16/fp16 units OpenVINO would otherwise lower the
-compute precision on its own and the masks would drift from the reference (fp16 multi-domain
-LR-ASPP, night domain, bf16: 99.18% of pixels agree, under the 99.5% fp16 gate). Ask
-``precision="bf16"`` or ``"fp16"`` for that speed on purpose.
+``INFERENCE_NUM_THREADS``.
+
+Precision: a file runs at the fastest compute precision it was verified at. The converter runs
+every OpenVINO file at f32 and, where the CPU has bf16, at bf16 too, and records in the edgeseg
+metadata (``inference_precisions``) which passed the file's gate; the runtime sets
+``INFERENCE_PRECISION_HINT`` to the fastest recorded one this device has (bf16 before fp16 before
+f32), and f32 for files without the record (older files, int8 files). It must set the hint itself:
+OpenVINO ignores precision in rt_info runtime_options, and on CPUs with bf16/fp16 units it would
+otherwise lower the precision of any file on its own, so masks would drift from the reference
+(fp16 multi-domain LR-ASPP, night domain, bf16: 99.18% of pixels agree, under the 99.5% fp16
+gate). ``precision="fp32"``/``"bf16"``/``"fp16"`` forces one; ``backend.inference_precision``
+says which runs.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ from edgeseg.runtime.formats import FORMATS
 
 # load(precision=...) -> OpenVINO INFERENCE_PRECISION_HINT.
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+# Fastest first: what the runtime picks among the precisions a file records as verified.
+FASTEST_FIRST = ("bf16", "fp16", "fp32")
+# OPTIMIZATION_CAPABILITIES entry a device lists when it computes at that precision natively.
+_CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
 
 
 def _info(port) -> TensorInfo:
@@ -35,19 +45,39 @@ def _info(port) -> TensorInfo:
 
 
 def _precision_hint(precision: str | None) -> str:
-    """The INFERENCE_PRECISION_HINT for ``load(precision=...)``: f32 unless asked otherwise.
-
-    Every stored precision runs at f32 by default, as the converter verified it. int8 files: their
-    float ops (LayerNorm, softmax, matmuls, hard-swish) were calibrated and gated at f32; at the
-    bf16 OpenVINO picks on bf16 CPUs the masks drift from what the gate measured (trained
-    SegFormer-B0 int8 IR, 40 synthetic images: 99.6% of pixels agree, 62.43 vs 62.52 mIoU). fp16
-    files hold fp16 weights; computing in bf16 as well failed the fp16 gate (validate_zoo).
-    """
+    """The INFERENCE_PRECISION_HINT for ``load(precision=...)`` (None: decided from the file)."""
     if precision is None:
         return "f32"
     if precision not in PRECISION_HINTS:
         raise ConfigError(f"precision={precision!r} is not one of {sorted(PRECISION_HINTS)} for OpenVINO")
     return PRECISION_HINTS[precision]
+
+
+def recorded_precisions(metadata_json: str | None) -> tuple[str, ...]:
+    """The compute precisions the file's edgeseg metadata records as verified (() if none).
+
+    Read leniently: a damaged entry is reported by the metadata check later; here it only means
+    nothing is recorded, so the file runs at f32."""
+    import json
+
+    try:
+        value = json.loads(metadata_json).get("inference_precisions", ()) if metadata_json else ()
+    except (ValueError, AttributeError):
+        return ()
+    return tuple(v for v in value if v in PRECISION_HINTS) if isinstance(value, list) else ()
+
+
+def pick_precision(recorded: tuple[str, ...], capabilities: list[str]) -> str:
+    """The fastest recorded precision the device computes at natively; fp32 otherwise.
+
+    Files without the record run at f32, as the converter verified them. int8 files: their float
+    ops (LayerNorm, softmax, matmuls, hard-swish) were calibrated and gated at f32; at bf16 the
+    masks drift from what the gate measured (trained SegFormer-B0 int8 IR, 40 synthetic images:
+    99.6% of pixels agree, 62.43 vs 62.52 mIoU), so they record nothing and keep f32."""
+    for precision in FASTEST_FIRST:
+        if precision in recorded and (precision == "fp32" or _CAPABILITY[precision] in capabilities):
+            return precision
+    return "fp32"
 
 
 # What ``device="auto"`` tries, best first (then the CPU).
@@ -204,6 +234,20 @@ class OpenVinoBackend(Backend):
         require_graph_io(path, len(model.inputs), len(model.outputs))
         self._model_info = _model_info(model)  # Model API's settings, read when there is no edgeseg entry
         self._activations = _output_activations(model)
+        #: The compute precision the file runs at (fp32/bf16/fp16), and why.
+        self.inference_precision = precision or "fp32"
+        self.precision_note = "asked with precision=" if precision else "no verified precision recorded: fp32"
+        if precision is None:
+            recorded = recorded_precisions(self._metadata)
+            if recorded:
+                try:
+                    capabilities = list(core.get_property(target, "OPTIMIZATION_CAPABILITIES"))
+                except Exception:  # noqa: BLE001 (a device that does not say: no reduced precision)
+                    capabilities = []
+                self.inference_precision = pick_precision(recorded, capabilities)
+                hint = PRECISION_HINTS[self.inference_precision]
+                self.precision_note = (f"the fastest of the verified {', '.join(recorded)} that {target} "
+                                       "computes at")
         config = _config(core, target, threads, hint, precision, parse_device(device))
         try:
             self._compiled = core.compile_model(model, target, config)

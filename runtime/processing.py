@@ -158,8 +158,17 @@ class Postprocessor:
         # A binary segmenter (one output channel): foreground where the value passes this
         # (0.5 for a probability, 0 for a logit; set by edgeseg.runtime.foreign).
         self.binary_threshold = None if metadata.argmax else metadata.extra.get("binary_threshold")
+        # Low-resolution logits (output_stride > 1): the mask is made at the model's input size,
+        # as the full-resolution graph would, from the logits at the head's resolution.
+        self.stride = metadata.output_stride
 
     def mask(self, output: np.ndarray, placement: Placement, height: int, width: int) -> np.ndarray:
+        if self.stride > 1 and not self.metadata.argmax:
+            if self.binary_threshold is None and self.num_classes <= 255:
+                values = output[0].transpose(1, 2, 0) if self.class_axis == 1 else output[0]
+                small = argmax_upsampled(values, self.stride)
+                return resize_nearest(_crop(small, placement), height, width)
+            output = self._full_size(output)  # a binary or >255-class head: bilinear first
         if self.metadata.argmax:
             small = output.reshape(output.shape[-2:] if self.class_axis == 1 else output.shape[1:3])
             # The graph's class ids come from its own class count: one the metadata does not name
@@ -185,8 +194,94 @@ class Postprocessor:
         values = output[0].transpose(1, 2, 0) if self.class_axis == 1 else output[0]
         if self.tensor.quantized:
             values = dequantize(values, self.tensor)
+        if self.stride > 1:  # the graph's own upsample, to the model size, then as below
+            values = resize_bilinear(np.ascontiguousarray(values, dtype=np.float32), *self.metadata.input_size)
         values = np.ascontiguousarray(_crop(values, placement), dtype=np.float32)
         return resize_bilinear(values, height, width)
+
+    def _full_size(self, output: np.ndarray) -> np.ndarray:
+        """Low-resolution logits brought to the model's input size (bilinear), in the output's
+        layout, as the graph's final upsample would have made them."""
+        values = output[0].transpose(1, 2, 0) if self.class_axis == 1 else output[0]
+        values = resize_bilinear(np.ascontiguousarray(values), *self.metadata.input_size)
+        if values.ndim == 2:
+            values = values[..., None]
+        return (values.transpose(2, 0, 1) if self.class_axis == 1 else values)[None]
+
+
+def argmax_upsampled(logits: np.ndarray, stride: int) -> np.ndarray:
+    """``argmax(bilinear_upsample(logits, stride))`` over classes: the ``(h * stride, w * stride)``
+    uint8 mask of ``(h, w, K)`` logits (K <= 255) that the graph's final upsample (bilinear,
+    half-pixel centres) and the argmax would give, without upsampling every class.
+
+    Each output pixel blends the logit vectors of its 4 nearest low-resolution samples with
+    non-negative weights, so where those 4 samples have the same argmax class, so does the blend:
+    only the tiles between samples of different classes (the class boundaries) are blended and
+    reduced; every other pixel takes its tile's class. With integer strides every tile has the
+    same blend weights, so the blends of all boundary tiles are one batched matrix product."""
+    h, w, k = logits.shape
+    s = stride
+    flat = np.ascontiguousarray(logits, dtype=np.float32).reshape(h * w, k)
+    small = (np.argmax(flat, axis=1) if k > 1 else np.zeros(h * w, np.intp)).astype(np.uint8).reshape(h, w)
+    # Tile (t, u) lies between samples t-1, t (rows) and u-1, u (columns), edges replicated: the
+    # graph clamps there. Tile t starts at output row t * s - offset.
+    corner = np.pad(small, 1, mode="edge")
+    top_left = corner[:-1, :-1]
+    uniform = (top_left == corner[1:, :-1]) & (top_left == corner[:-1, 1:]) & (top_left == corner[1:, 1:])
+    offset = s - s // 2  # s - ceil((s - 1) / 2)
+    tiles = np.empty((h + 1, s, w + 1, s), np.uint8)
+    tiles[...] = top_left[:, None, :, None]
+    rows, cols = np.nonzero(~uniform)
+    if rows.size:
+        padded = np.pad(flat.reshape(h, w, k), ((1, 1), (1, 1), (0, 0)), mode="edge")
+        corners = np.stack([padded[rows, cols], padded[rows + 1, cols], padded[rows, cols + 1],
+                            padded[rows + 1, cols + 1]], axis=1)  # (n, 4 samples, K)
+        candidates = np.stack([corner[rows, cols], corner[rows + 1, cols], corner[rows, cols + 1],
+                               corner[rows + 1, cols + 1]], axis=1).astype(np.intp)  # (n, 4) classes
+        weights = _tile_weights(s)
+        # First only the 4 samples' own classes are blended; any other class's blend is at most
+        # the blend of each sample's best other logit, so a pixel whose winner beats that bound
+        # is exact. The tiles with a pixel that does not are blended over every class.
+        values = np.take_along_axis(corners, candidates[:, None, :], axis=2)  # (n, 4 samples, 4 classes)
+        best, top = _blend_argmax(values, weights, top=True)
+        others = corners.copy()
+        np.put_along_axis(others, candidates[:, None, :].repeat(4, axis=1), np.finfo(np.float32).min, axis=2)
+        bound = _blend_argmax(others.max(axis=2)[..., None], weights, top=True)[1]  # (n, s * s)
+        classes = np.take_along_axis(candidates, best, axis=1)
+        unsure = np.nonzero((top < bound).any(axis=1))[0]
+        if unsure.size:
+            classes[unsure] = _blend_argmax(corners[unsure], weights)
+        tiles[rows, :, cols, :] = classes.reshape(rows.size, s, s)
+    full = tiles.reshape((h + 1) * s, (w + 1) * s)
+    return np.ascontiguousarray(full[offset : offset + h * s, offset : offset + w * s])
+
+
+def _blend_argmax(values: np.ndarray, weights: np.ndarray, *, top: bool = False):
+    """For ``values`` (n, 4 samples, C) and ``weights`` (P, 4): the index (n, P) of the largest
+    blended value (first wins ties), and with ``top`` that value too. One batched product makes
+    the C blended planes, then the planes' running maximum (OpenCV) picks the winner."""
+    c, n = values.shape[2], values.shape[0]
+    planes = np.ascontiguousarray(values.transpose(2, 0, 1)).reshape(c * n, 4)
+    # Four multiply-adds, not a matrix product: an inner dimension of 4 gains nothing from BLAS,
+    # whose threads (numpy's, not the session's) slowed this 3x on a loaded 2-core machine.
+    blended = np.multiply(planes[:, :1], weights[:, 0])
+    term = np.empty_like(blended)
+    for corner in range(1, 4):
+        np.multiply(planes[:, corner : corner + 1], weights[:, corner], out=term)
+        blended += term
+    blended = blended.reshape(c, n, -1)  # (C, n, P)
+    best = argmax_classes(blended, 0).astype(np.intp)
+    return (best, blended.max(axis=0)) if top else best
+
+
+def _tile_weights(s: int) -> np.ndarray:
+    """(s * s, 4) bilinear weights of the corners (top-left, bottom-left, top-right,
+    bottom-right) for each pixel of a tile, row by row (half-pixel centres)."""
+    offset = s - s // 2
+    f = ((np.arange(s) - offset + 0.5) / s + 0.5).astype(np.float32)  # fraction towards the next sample
+    fy, fx = f[:, None], f[None, :]
+    weights = np.stack([(1 - fy) * (1 - fx), fy * (1 - fx), (1 - fy) * fx, fy * fx], axis=-1)
+    return weights.reshape(s * s, 4).astype(np.float32)
 
 
 def argmax_classes(logits: np.ndarray, axis: int) -> np.ndarray:
@@ -308,6 +403,7 @@ def check_graph(metadata: ModelMetadata, tensor: TensorInfo, output: TensorInfo,
             f"the graph input {tensor.name!r} is {tensor.dtype} without a scale/zero point, and the "
             "metadata says it takes normalized floats; convert it again"
         )
+    h, w = metadata.output_size  # the output's own size (1/output_stride of the input)
     if metadata.argmax:
         # The mask: (1, h, w), (1, 1, h, w) or (1, h, w, 1) class ids; logits would not reshape.
         shapes = {3: (1, h, w), 4: (1, 1, h, w) if metadata.layout == "nchw" else (1, h, w, 1)}
@@ -327,4 +423,12 @@ def check_graph(metadata: ModelMetadata, tensor: TensorInfo, output: TensorInfo,
                 f"the graph output {output.name!r} has shape {output.shape}, not {num_classes} "
                 f"class logits in {metadata.layout}; is argmax inside the graph without the "
                 "metadata saying so? Convert it again"
+            )
+        spatial = output.shape[2:] if axis == 1 else output.shape[1:3]
+        if metadata.output_stride > 1 and any(g not in (-1, e) for g, e in zip(spatial, (h, w))):
+            raise UnsupportedModelError(
+                f"the metadata says the graph's logits are at 1/{metadata.output_stride} of the "
+                f"{metadata.input_size[0]}x{metadata.input_size[1]} input ({h}x{w}), but its output "
+                f"{output.name!r} is {output.shape}; the metadata was edited or belongs to another "
+                "file: convert it again"
             )

@@ -85,14 +85,28 @@ class SegmentationSession:
         backend tells; "" when there is nothing to say."""
         return self.backend.device_note
 
+    @property
+    def precision(self) -> str:
+        """The lowest precision on the graph's path: the stored one (``fp32``, ``fp16``,
+        ``int8``), or the compute precision OpenVINO was compiled for where that is lower
+        (``bf16``: the file records that it passed its gate at bf16 and the CPU has bf16;
+        ``int8+bf16``: an int8 file whose float ops were asked to run at bf16)."""
+        stored, compute = self.metadata.precision, self.backend.inference_precision
+        if compute is None or compute == "fp32":
+            return stored
+        return f"int8+{compute}" if stored == "int8" else compute
+
     def describe(self) -> str:
         m = self.metadata
         h, w = m.input_size
         note = f" [{self.backend.device_note}]" if self.backend.device_note else ""
+        stored = f"{m.precision} computed at {self.backend.inference_precision} ({self.backend.precision_note})" if (
+            self.backend.inference_precision) else m.precision
+        stride = f", logits at 1/{m.output_stride} upsampled here" if m.output_stride > 1 else ""
         return (
             f"{m.model} on {self.backend.name} ({self.backend.path.name}), device {self.backend.device}{note}: "
             f"{h}x{w} {m.layout} "
-            f"{m.precision}, resize={m.resize}, preprocess {'in graph' if m.include_preprocess else 'in numpy'}, "
+            f"{stored}{stride}, resize={m.resize}, preprocess {'in graph' if m.include_preprocess else 'in numpy'}, "
             f"argmax {'in graph' if m.argmax else 'in numpy'}, threads: {self.backend.threads_note}, "
             f"checksum {'verified at load' if stamped(m.checksum) else 'not recorded in the file'}"
         )

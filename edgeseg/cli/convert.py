@@ -34,6 +34,11 @@ def convert(
         help="The file takes uint8 RGB 0..255 and normalizes inside (default: yes for tflite, no otherwise).",
     ),
     argmax: bool = typer.Option(False, "--argmax", help="Output the class mask instead of logits."),
+    output_stride: int = typer.Option(
+        1, "--output-stride", help="N > 1: the file outputs logits at 1/N of the input (the head's own "
+        "resolution, e.g. 8 for LR-ASPP, 4 for SegFormer: no final upsample in the graph); the "
+        "runtime upsamples once, to each image's size.",
+    ),
     coreml_input: Optional[str] = typer.Option(  # noqa: UP007
         None, "--coreml-input", help="CoreML only: image (an ImageType Vision feeds camera frames; the "
         "default) or tensor (a float32 MultiArray)."
@@ -73,6 +78,7 @@ def convert(
             domain=domain,
             out=out,
             coreml_input=coreml_input,
+            output_stride=output_stride,
             quant=quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode,
                                 max_miou_drop, gate_images, min_agreement) if precision == "int8" else None,
             progress=say,

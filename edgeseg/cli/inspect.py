@@ -51,6 +51,9 @@ def inspect_file(path: Path, backend: str | None = None) -> dict:
         "outputs": [_tensor(info) for info in backend_obj.outputs.values()],
         "metadata": _blocks(path, backend_obj),
     }
+    if backend_obj.inference_precision is not None:  # OpenVINO: what load() compiles it at
+        report["inference_precision"] = {"precision": backend_obj.inference_precision,
+                                         "why": backend_obj.precision_note}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -155,6 +158,9 @@ def render(report: dict) -> str:
         lines.append(f"metadata block {name!r}:")
         for key, value in (block.items() if isinstance(block, dict) else [("value", block)]):
             lines.append(f"  {key}: {_short(value)}")
+    if "inference_precision" in report:
+        chosen = report["inference_precision"]
+        lines.append(f"inference precision: {chosen['precision']} ({chosen['why']})")
     lines.append("the runtime would run it with:")
     for key, value in report["runtime_metadata"].items():
         lines.append(f"  {key}: {_short(value)}")

@@ -124,7 +124,7 @@ def validate(
         opened = open_file(path, threads, backend, device)
         result = FileResult(
             str(path), backend_of(Path(path), backend),
-            opened.session.metadata.precision if opened.session else None,
+            opened.session.precision if opened.session else None,
             file_size(Path(path)), opened.status or PASSED, opened.reason,
         )
         results.append(result)

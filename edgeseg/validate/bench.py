@@ -142,7 +142,7 @@ def bench(
         load_s = time.perf_counter() - start
         session = opened.session
         result = BenchResult(
-            str(path), backend_of(path), session.metadata.precision if session else None,
+            str(path), backend_of(path), session.precision if session else None,
             file_size(path), opened.status or MEASURED, opened.reason,
         )
         results.append(result)

@@ -22,7 +22,8 @@ STATUSES = (PASSED, FAILED_VALIDATION, FAILED_TO_LOAD, CANNOT_RUN_HERE)
 # near-ties (the converters' own fp16 check); int8 moves logits by quantization steps, so its
 # agreement only catches a broken file (the default of edgeseg.quantization's gate, which already
 # admitted it) and the mIoU-drop gate judges its accuracy. Files of unknown precision get fp32's.
-DEFAULT_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "int8": 0.90}
+# bf16: an OpenVINO file computed at bf16 (seg.precision), held to the 16-bit float gate as fp16 is.
+DEFAULT_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "bf16": 0.995, "int8": 0.90}
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Gates:
         """The agreement gate of a file of this precision."""
         if self.min_agreement is not None:
             return self.min_agreement
-        return DEFAULT_AGREEMENT.get(precision or "", DEFAULT_AGREEMENT["fp32"])
+        stored = (precision or "").split("+")[0]  # "int8+bf16": an int8 file's gate
+        return DEFAULT_AGREEMENT.get(precision or "", DEFAULT_AGREEMENT.get(stored, DEFAULT_AGREEMENT["fp32"]))
 
     def describe(self) -> str:
         """The gates in words, for reports."""
