@@ -20,11 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgeseg.runtime.formats import targets
 from edgeseg.validate.environment import describe, environment
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml", "coreml": ".mlpackage"}
+SUFFIX = {name: fmt.suffix for name, fmt in targets().items()}
 CASES = [(t, "fp32") for t in SUFFIX] + [(t, "int8") for t in SUFFIX]
 
 

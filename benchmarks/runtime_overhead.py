@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.runtime.formats import FORMATS, targets
+
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL, CLASSES, SIZE, FRAME = "lraspp_mobilenetv3_small", 19, (512, 512), (720, 1280)
 BUDGET = 0.15
@@ -41,7 +43,6 @@ TARGETS = {
     "tflite+argmax": ("tflite", {"layout": "nhwc", "argmax": True}),
     "torch": None,
 }
-SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
 
 
 def convert_all(folder: Path) -> dict[str, Path]:
@@ -57,7 +58,7 @@ def convert_all(folder: Path) -> dict[str, Path]:
             continue
         target, options = spec
         start = time.perf_counter()
-        out = folder / f"{label.replace('+', '_')}{SUFFIX[target]}"
+        out = folder / f"{label.replace('+', '_')}{FORMATS[target].suffix}"
         try:
             files[label] = convert(model, target, input_size=SIZE, out=out, **options).path
         except Exception as exc:  # a target that fails is reported, the others still run
@@ -134,7 +135,8 @@ def main() -> None:
                 timer.round(args.iterations)
         results = {target: timer.result() for target, timer in timers.items()}
         del timers
-    skipped = {"coreml": "CoreML models run only on macOS" } if sys.platform != "darwin" else {}
+    skipped = {name: f"{fmt.title} files run only where sys.platform starts with {' or '.join(fmt.runs_on)}"
+               for name, fmt in targets().items() if not fmt.runs_here()}
     for target in TARGETS:
         if target not in results:
             skipped.setdefault(target, "conversion failed (see the benchmark's stderr)")

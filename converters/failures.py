@@ -13,15 +13,10 @@ import re
 import torch
 
 from edgeseg.converters.errors import ConversionError, UnsupportedOpError
+from edgeseg.runtime.formats import TableView, targets
 
-# Per target, what to try instead when it refuses an operator.
-WAYS_OUT: dict[str, str] = {
-    "onnx": "try --target openvino or tflite, or replace the layer with standard ops",
-    "tflite": "try --target onnx or openvino, or replace the layer with ops LiteRT supports "
-    "(see https://ai.google.dev/edge/litert/models/ops_compatibility)",
-    "coreml": "try --target onnx, or replace the layer with ops coremltools converts",
-    "openvino": "try --target onnx, or replace the layer with ops OpenVINO's PyTorch frontend supports",
-}
+# Per target, what to try instead when it refuses an operator (each row's way_out).
+WAYS_OUT = TableView(lambda: {name: f.way_out for name, f in targets().items()})
 
 
 # Attribute paths of the export wrappers (wrapper.py), removed so paths name the model's layers.

@@ -30,8 +30,11 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# The targets in the order they are converted; the ones whose runtime works here are the default.
-TARGET_ORDER = ("onnx", "openvino", "tflite", "coreml")
+from edgeseg.runtime.formats import targets
+
+# The targets in the order they are converted (the format table's); the ones whose runtime works
+# here are the default.
+TARGET_ORDER = tuple(targets())
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def convert_all(checkpoint: Path, targets: list[str], precision: str, out: Path,
 
     for target in targets:
         spec = TARGETS[target]
-        dest = out / "files" / f"model_{precision}{spec.suffixes[0]}"
+        dest = out / "files" / f"model_{precision}{spec.suffix}"
         start = time.perf_counter()
         entry = {"target": target, "precision": precision, "path": str(dest), "status": "failed"}
         try:

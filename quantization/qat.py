@@ -29,10 +29,12 @@ from torch import nn
 
 from edgeseg.errors import ConfigError
 from edgeseg.quantization.options import QuantOptions
+from edgeseg.runtime import formats
 
-QAT_TARGETS = ("tflite", "onnx", "openvino", "coreml")
-# The scheme each target's fake quantization mirrors (see the module docstring).
-SCHEMES = {"tflite": "pt2e", "onnx": "pt2e", "openvino": "pt2e", "coreml": "coreml"}
+# The targets QAT trains for and the scheme each one's fake quantization mirrors (see the module
+# docstring): the format table's rows with a qat_scheme.
+SCHEMES = formats.TableView(lambda: {n: f.qat_scheme for n, f in formats.targets().items() if f.qat_scheme})
+QAT_TARGETS = formats.TableView(lambda: dict.fromkeys(SCHEMES))
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class QatConfig:
 
     def __post_init__(self) -> None:
         if self.target not in (*QAT_TARGETS, "all"):
-            raise ConfigError(f"--target {self.target!r} is not one of {QAT_TARGETS + ('all',)}")
+            raise ConfigError(f"--target {self.target!r} is not one of {(*QAT_TARGETS, 'all')}")
         if (self.epochs is None) == (self.iters is None):
             raise ConfigError("give exactly one of --epochs or --iters")
         for name in ("epochs", "iters", "train_images", "batch_size"):
@@ -243,10 +245,10 @@ def qat_and_convert(checkpoint: str | Path, cfg: QatConfig, quant: QuantOptions,
     if not result.is_main:
         return result, {}  # under torchrun, rank 0 converts and gates
     gated = replace(quant, reference=str(checkpoint))
-    targets = QAT_TARGETS if cfg.target == "all" else (cfg.target,)
+    targets = tuple(QAT_TARGETS) if cfg.target == "all" else (cfg.target,)
     files = {}
     for target in targets:
-        suffix = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml", "coreml": ".mlpackage"}[target]
+        suffix = formats.FORMATS[target].suffix
         try:
             files[target] = convert(result.checkpoint, target, precision="int8", quant=gated,
                                     out=out_dir / f"{stem}_qat_int8{suffix}", progress=progress)

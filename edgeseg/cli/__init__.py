@@ -13,6 +13,7 @@ import typer
 
 from edgeseg import __version__
 from edgeseg.errors import MissingDependencyError
+from edgeseg.runtime.formats import targets
 
 app = typer.Typer(
     name="edgeseg",
@@ -85,8 +86,8 @@ def _needs_packages(name: str, func):
             if root not in OPTIONAL_PACKAGES:
                 raise
             extra = TORCH_COMMANDS.get(name, OPTIONAL_PACKAGES[root])
-            if name == "convert" and kwargs.get("target") in ("onnx", "tflite", "coreml", "openvino"):
-                extra = kwargs["target"]  # the converter's own extra brings torch too
+            if name == "convert" and kwargs.get("target") in targets():
+                extra = targets()[kwargs["target"]].converter_extra  # it brings torch too
             elif root != "torch" and name not in TORCH_COMMANDS:
                 extra = OPTIONAL_PACKAGES[root]
             raise MissingDependencyError(

@@ -8,6 +8,7 @@ import typer
 
 from edgeseg.metadata import parse_size
 from edgeseg.errors import ConfigError
+from edgeseg.runtime.formats import by_suffix, target_names
 from edgeseg.cli.qat import (
     ACCURACY_CONTROL, CALIB_SIZE, CALIBRATION, COREML_MODE, GATE_IMAGES, IO, KEEP_FLOAT, MAX_MIOU_DROP, MIN_AGREEMENT,
     quant_options,
@@ -17,7 +18,7 @@ from edgeseg.cli.qat import (
 def convert(
     ctx: typer.Context,
     checkpoint: str = typer.Argument(..., help="An edgeseg .safetensors checkpoint."),
-    target: str = typer.Option(..., "--target", help="onnx, tflite, coreml or openvino."),
+    target: str = typer.Option(..., "--target", help=f"{target_names()}."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (calibrated, accuracy-gated)."),
     input_size: Optional[str] = typer.Option(  # noqa: UP007 (typer needs Optional)
         None, "--input-size", help="Fixed input HxW (default: the checkpoint's input size)."
@@ -118,6 +119,7 @@ def check_output_file(out: str) -> None:
     from edgeseg.fileio import OutputPathError, ensure_folder
 
     path = Path(out)
-    if path.is_dir() and path.suffix != ".mlpackage":
+    fmt = by_suffix(path.suffix)
+    if path.is_dir() and not (fmt and fmt.is_dir):
         raise OutputPathError(f"--out {path} is an existing folder; give a file path such as {path / 'model.onnx'}")
     ensure_folder(path.parent)

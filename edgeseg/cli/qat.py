@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from edgeseg.metadata import parse_size
+from edgeseg.runtime.formats import targets
 
 
 def quant_options(calibration: str, calib_size: int, io: str, keep_float: list[str] | None,
@@ -40,7 +41,7 @@ GATE_IMAGES = typer.Option(32, "--gate-images", help="Gate: held-out images scor
 
 def qat(
     checkpoint: str = typer.Argument(..., help="A float edgeseg .safetensors checkpoint."),
-    target: str = typer.Option(..., "--target", help="tflite, onnx, openvino, coreml, or all (one QAT checkpoint, every target)."),
+    target: str = typer.Option(..., "--target", help=", ".join(n for n, f in targets().items() if f.qat_scheme) + ", or all (one QAT checkpoint, every target)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the fine-tuning images (default 1, unless --iters)."),  # noqa: UP007
     iters: Optional[int] = typer.Option(None, "--iters", help="Optimizer steps, instead of --epochs."),  # noqa: UP007
     train_data: str = typer.Option("synthetic:train", "--train-data", help="Labelled fine-tuning images: a dataset spec (cityscapes:PATH, folder:PATH, synthetic), :SPLIT optional."),

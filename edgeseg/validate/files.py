@@ -11,20 +11,22 @@ from edgeseg.validate.gates import CANNOT_RUN_HERE, FAILED_TO_LOAD
 
 def file_size(path: Path) -> int:
     """Bytes on disk of a model file with its companions (OpenVINO .bin, a .mlpackage folder)."""
+    from edgeseg.runtime.formats import by_suffix
+
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     if not path.is_file():
         return 0
-    size = path.stat().st_size
-    if path.suffix.lower() == ".xml" and path.with_suffix(".bin").is_file():
-        size += path.with_suffix(".bin").stat().st_size
-    return size
+    fmt = by_suffix(path.suffix)
+    companions = [path.with_suffix(s) for s in (fmt.companions if fmt else ())]
+    return path.stat().st_size + sum(c.stat().st_size for c in companions if c.is_file())
 
 
 def backend_of(path: Path, forced: str | None = None) -> str | None:
-    from edgeseg.runtime import SUFFIX_BACKENDS
+    from edgeseg.runtime.formats import by_suffix
 
-    return forced or SUFFIX_BACKENDS.get(path.suffix.lower())
+    fmt = by_suffix(path.suffix)
+    return forced or (fmt.backend_name if fmt else None)
 
 
 @dataclass
