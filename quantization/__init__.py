@@ -1,7 +1,8 @@
 """Int8 for every target, matched to the target's own int8 scheme, with accuracy kept.
 
-- PTQ (``edgeseg convert --precision int8``): one module per target with the converters'
-  interface (``export(graph, files, options)``, ``load``, ``read_metadata``):
+- PTQ (``edgeseg convert --precision int8``): one module per target (the format table's ``int8``
+  row entry) with the converters' interface (``export(graph, files, options)``), and
+  ``check_options(quant)`` where it owns options (the row's ``int8_options``):
   ``tflite`` (PT2E, litert-torch's quantizer, full-int8 I/O via ``tflite_io``), ``openvino``
   (NNCF, optional accuracy control), ``onnx`` (onnxruntime QDQ, per-channel), ``coreml`` (W8A8 with
   coremltools.optimize, weight-only int8, palette). Calibration images are prepared by the

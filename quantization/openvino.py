@@ -27,6 +27,18 @@ from edgeseg.quantization.gate import gate_int8_file
 from edgeseg.quantization.layers import check_layers, graph_path, in_layers, reference_model
 
 
+def check_options(quant) -> None:
+    """The OpenVINO int8 options (``--accuracy-control``) that need more than a value check."""
+    if quant.accuracy_control and not quant.labelled:
+        from edgeseg.errors import ConfigError
+
+        raise ConfigError(
+            f"--accuracy-control scores mIoU on labelled images, and {quant.gate_spec!r} has no masks; "
+            "leave --accuracy-control out (the gate then compares int8 with float), or calibrate "
+            "on a labelled folder"
+        )
+
+
 def export(graph, files: tuple[Path, ...], options) -> None:
     """Write the int8 IR (.xml + .bin) of ``graph`` after it passes the accuracy gate."""
     quant = options.quant

@@ -6,7 +6,7 @@ quantization library is imported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from edgeseg.errors import ConfigError
 
@@ -22,7 +22,9 @@ class QuantOptions:
     # (images:PATH, folder:PATH without masks/); see edgeseg.quantization.calibration.
     calibration: str = "synthetic:train"
     calib_size: int = 64  # calibration images; NNCF's default subset is 300, 64 is enough for BN-free ranges here
-    io: str = "float"  # TFLite only: image input / logits output as float, int8 or uint8 (full int8)
+    # io, accuracy_control and coreml_mode belong to one target's int8 module each (the format
+    # table's int8_options): check_target refuses them elsewhere, the module checks their meaning.
+    io: str = "float"  # TFLite: image input / logits output as float, int8 or uint8 (full int8)
     keep_float: tuple[str, ...] = ()  # module paths (``net.decoder``) left in float, from the sensitivity report
     accuracy_control: bool = False  # OpenVINO: nncf.quantize_with_accuracy_control instead of nncf.quantize
     coreml_mode: str = "w8a8"  # CoreML: w8a8 (weights + activations), weights (int8 weights only), palette (6-bit LUT)
@@ -50,22 +52,33 @@ class QuantOptions:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
 
     def check_target(self, target: str) -> None:
-        """Refuse options the target's int8 scheme does not have."""
-        if self.io != "float" and target != "tflite":
+        """Refuse options the target's int8 scheme does not have: a target-specific field set on
+        a target whose int8 module does not own it (the format table's ``int8_options``), then
+        what the target's int8 module itself checks (its ``check_options``)."""
+        import importlib
+
+        from edgeseg.runtime.formats import FORMATS
+
+        owned = {name for fmt in FORMATS.values() for name in fmt.int8_options}
+        for f in fields(self):
+            if f.name not in owned or f.name in FORMATS[target].int8_options or getattr(self, f.name) == f.default:
+                continue
+            owners = [fmt for fmt in FORMATS.values() if f.name in fmt.int8_options]
+            value = getattr(self, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            given = flag if isinstance(value, bool) else f"{flag} {value}"
+            titles = " / ".join(fmt.title for fmt in owners)
             raise ConfigError(
-                f"--io {self.io} is a TFLite option (full-int8 I/O); {target} int8 files keep float "
-                "I/O. Leave --io out, or use --target tflite"
+                f"{given} is {'an' if titles[:1] in 'AEIOU' else 'a'} {titles} option (--target "
+                f"{' or '.join(fmt.name for fmt in owners)} only); {target} int8 files do not take it. "
+                f"Leave {flag} out, or use --target {owners[0].name}"
             )
-        if self.accuracy_control and target != "openvino":
-            raise ConfigError("--accuracy-control uses nncf.quantize_with_accuracy_control: --target openvino only")
-        if self.accuracy_control and not self.labelled:
-            raise ConfigError(
-                f"--accuracy-control scores mIoU on labelled images, and {self.gate_spec!r} has no masks; "
-                "leave --accuracy-control out (the gate then compares int8 with float), or calibrate "
-                "on a labelled folder"
-            )
-        if self.coreml_mode != "w8a8" and target != "coreml":
-            raise ConfigError(f"--coreml-mode {self.coreml_mode} is for --target coreml only")
+        try:
+            module = importlib.import_module(FORMATS[target].int8)
+        except ImportError:
+            return  # converting names the extra to install
+        if hasattr(module, "check_options"):
+            module.check_options(self)
 
     @property
     def labelled(self) -> bool:

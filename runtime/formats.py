@@ -62,7 +62,10 @@ class Format:
     # --- writing (formats without a converter are only read) ------------------------------
     converter: str | None = None  # module with export(graph, files, options)
     converter_extra: str | None = None  # the pip extra that installs the converter's libraries
-    int8: str | None = None  # module with export(...) that writes int8 and owns the int8 options
+    int8: str | None = None  # module with export(...) that writes int8, and check_options(quant)
+    # The edgeseg.quantization.QuantOptions fields only this target's int8 module reads (its
+    # flags: --io for TFLite); set on another target, they are refused.
+    int8_options: tuple[str, ...] = ()
     precisions: tuple[str, ...] = ()  # values of --precision the target converts
     qat_scheme: str | None = None  # the fake quantization `edgeseg qat` trains under ("pt2e", "coreml")
     way_out: str = "try another target"  # what to try when the target refuses an operator
@@ -128,7 +131,7 @@ for _row in (
     Format("tflite", "TFLite", ".tflite", "edgeseg.runtime.tflite:TfliteBackend", "litert", "runtime-tflite",
            libraries=("ai-edge-litert",), aliases=("tflite",), magic=_tflite_magic,
            converter="edgeseg.converters.tflite", converter_extra="tflite", int8="edgeseg.quantization.tflite",
-           precisions=_PRECISIONS, qat_scheme="pt2e",
+           int8_options=("io",), precisions=_PRECISIONS, qat_scheme="pt2e",
            way_out="try --target onnx or openvino, or replace the layer with ops LiteRT supports "
            "(see https://ai.google.dev/edge/litert/models/ops_compatibility)",
            channels_last=True, default_layout="nhwc", default_preprocess=True),
@@ -136,14 +139,15 @@ for _row in (
            libraries=("coremltools",), other_suffixes=(".mlmodel",), is_dir=True, checksummed=False,
            runs_on=("darwin",),
            converter="edgeseg.converters.coreml", converter_extra="coreml", int8="edgeseg.quantization.coreml",
-           precisions=_PRECISIONS, qat_scheme="coreml",
+           int8_options=("coreml_mode",), precisions=_PRECISIONS, qat_scheme="coreml",
            way_out="try --target onnx, or replace the layer with ops coremltools converts",
            pixel_dtype="float32", mask_dtype="int32", default_preprocess=True),
     Format("openvino", "OpenVINO IR", ".xml", "edgeseg.runtime.openvino:OpenVinoBackend", "openvino",
            "runtime-openvino", libraries=("openvino",), companions=(".bin",), magic=_openvino_magic,
            check_precision="fp32",
            converter="edgeseg.converters.openvino", converter_extra="openvino",
-           int8="edgeseg.quantization.openvino", precisions=_PRECISIONS, qat_scheme="pt2e",
+           int8="edgeseg.quantization.openvino", int8_options=("accuracy_control",), precisions=_PRECISIONS,
+           qat_scheme="pt2e",
            way_out="try --target onnx, or replace the layer with ops OpenVINO's PyTorch frontend supports"),
     # An edgeseg checkpoint: the PyTorch reference converted files are compared with.
     Format("checkpoint", "safetensors", ".safetensors", "edgeseg.runtime.torch_ref:TorchBackend", "torch", "torch",
