@@ -68,16 +68,19 @@ class Backend(ABC):
         the other libraries return fresh arrays. Copy what must outlive that call."""
 
     def run_borrowed(self, tensor: np.ndarray | None) -> dict[str, np.ndarray]:
-        """``run``, but the arrays may be views of the library's own output buffers, valid only
-        until the next call: the session reads them under its lock and keeps nothing. Backends
-        whose ``run`` copies (LiteRT's ``get_tensor``: 20 MB for 19 x 512 x 512 logits) skip the
-        copy here. ``tensor=None``: the input was written through :meth:`input_view`."""
+        """The call ``SegmentationSession.predict`` makes (after :meth:`input_view`); by default
+        :meth:`run`. A backend that is not thread-safe may return views of the library's own
+        output buffers, valid only until the next call: the session reads them under its lock
+        and keeps nothing, so a ``run`` that copies (LiteRT's ``get_tensor``: 20 MB for
+        19 x 512 x 512 logits) skips the copy here. ``tensor=None``: the input was written
+        through :meth:`input_view`."""
         if tensor is None:
             raise NotImplementedError(f"the {self.name} backend has no input view to run from")
         return self.run(tensor)
 
     def input_view(self) -> np.ndarray | None:
-        """A writable view of the library's own input buffer, or None where there is none.
+        """A writable view of the library's own input buffer, or None (the default: the session
+        then passes the tensor to :meth:`run_borrowed`).
 
         Only for backends that are not thread-safe, under the session's lock: the session
         writes the preprocessed image straight into it, drops the view, and calls

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -52,6 +53,8 @@ class SegmentationSession:
             check_graph(metadata, backend.input, info, len(classes))
             self._post[domain] = (name, Postprocessor(metadata, info, len(classes)))
         self._lock = contextlib.nullcontext() if backend.thread_safe else threading.Lock()
+        #: Seconds the last graph call took (the backend alone, inside predict), for benchmarks.
+        self.last_model_call_s = 0.0
 
     # --- what the file holds ---------------------------------------------------------------
     @property
@@ -129,33 +132,30 @@ class SegmentationSession:
                 "without --argmax to get logits"
             )
         height, width = pixels.shape[:2]
-        if not self.backend.thread_safe and not logits:
-            # Under the lock, in the backend's own buffers: the image is preprocessed straight into
-            # its input (no copy of the tensor) and the mask is made from views of its outputs (no
-            # copy of the logits); the result must own its memory before the next call may run.
-            with self._lock:
-                view = self.backend.input_view()
-                in_place = view is not None
-                try:
-                    tensor, placement = self._pre(pixels, bgr=bgr, out=view)
-                finally:
-                    del view  # LiteRT refuses to run while a view of its buffers is alive
-                if in_place:
-                    tensor = None  # it was the view: the input is already in the backend
-                output = self.backend.run_borrowed(tensor)[name]
-                try:
-                    return _owned(post.mask(output, placement, height, width), output)
-                finally:
-                    del output
-        tensor, placement = self._pre(pixels, bgr=bgr)
+        # One path for every backend. A backend that is not thread-safe holds the lock from the
+        # input to the result: it may hand out its own buffers (LiteRT: the image is preprocessed
+        # straight into its input, the mask made from views of its outputs, no copy of either).
+        # A thread-safe one takes no lock: its arrays are only this thread's next call's to
+        # overwrite (fresh arrays, or this thread's own ONNX Runtime / OpenVINO buffers).
         with self._lock:
-            output = self.backend.run(tensor)[name]
-        # Outside the lock: every backend hands back arrays only this thread's next call
-        # overwrites (fresh arrays, or this thread's own ONNX Runtime / OpenVINO buffers). The
-        # result must own its memory all the same: the caller keeps it across calls.
-        result = post.logits(output, placement, height, width) if logits else post.mask(
-            output, placement, height, width)
-        return _owned(result, output)
+            view = self.backend.input_view()
+            in_place = view is not None
+            try:
+                tensor, placement = self._pre(pixels, bgr=bgr, out=view)
+            finally:
+                del view  # LiteRT refuses to run while a view of its buffers is alive
+            if in_place:
+                tensor = None  # it was the view: the input is already in the backend
+            start = time.perf_counter()
+            output = self.backend.run_borrowed(tensor)[name]
+            self.last_model_call_s = time.perf_counter() - start
+            try:
+                result = post.logits(output, placement, height, width) if logits else post.mask(
+                    output, placement, height, width)
+                # The caller keeps the result across calls: it must own its memory.
+                return _owned(result, output)
+            finally:
+                del output
 
     def predict_batch(
         self, images: Iterable[np.ndarray], *, bgr: bool = False, domain: str | None = None

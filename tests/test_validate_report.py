@@ -105,16 +105,16 @@ def test_failed_report_write_leaves_the_old_report(report, setup, monkeypatch):
 
 
 def test_bench_times_files_round_robin_with_statistics(setup, monkeypatch, tmp_path):
-    import edgeseg.validate.bench as bench_module
+    from edgeseg.runtime import SegmentationSession
 
     order = []
+    predict = SegmentationSession.predict
 
-    class Recording(bench_module.TimedBackend):
-        def run(self, tensor):
-            order.append(self.path.name)
-            return super().run(tensor)
+    def recording(self, *args, **kwargs):
+        order.append(self.backend.path.name)
+        return predict(self, *args, **kwargs)
 
-    monkeypatch.setattr(bench_module, "TimedBackend", Recording)
+    monkeypatch.setattr(SegmentationSession, "predict", recording)
     timing = bench(
         [setup["identity"], setup["swapped"], setup["root"] / "missing.onnx", setup["coreml"]],
         threads=1, warmup=2, runs=6, input_size=(24, 40), cold_start=True,

@@ -1,12 +1,10 @@
-"""Latency statistics and the timing proxy that splits a predict into its model call.
-
-The proxy wraps a session's backend so that one ``predict`` yields two numbers from the same
-call: the whole predict (resize, normalize, run, argmax, resize back) and the graph call alone.
+"""Latency statistics. One ``predict`` yields two numbers from the same call: the whole predict
+(resize, normalize, run, argmax, resize back), timed by the caller, and the graph call alone,
+which the session records (``SegmentationSession.last_model_call_s``).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,26 +30,3 @@ class LatencyStats:
     def as_dict(self) -> dict:
         return {"p50_ms": self.p50, "p90_ms": self.p90, "p99_ms": self.p99, "mean_ms": self.mean,
                 "min_ms": self.min, "runs": self.runs}
-
-
-class TimedBackend:
-    """Delegates to a backend and remembers how long its last ``run`` took."""
-
-    def __init__(self, inner):
-        self._inner = inner
-        self.last_run_s = 0.0
-
-    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        return self._timed(self._inner.run, tensor)
-
-    def run_borrowed(self, tensor: np.ndarray | None) -> dict[str, np.ndarray]:
-        return self._timed(self._inner.run_borrowed, tensor)  # what predict calls on LiteRT
-
-    def _timed(self, call, tensor: np.ndarray | None) -> dict[str, np.ndarray]:
-        start = time.perf_counter()
-        outputs = call(tensor)
-        self.last_run_s = time.perf_counter() - start
-        return outputs
-
-    def __getattr__(self, name: str):
-        return getattr(self._inner, name)
