@@ -2,9 +2,10 @@
 
 Weights int8 per output channel (symmetric), activations int8 per tensor (asymmetric) from
 histogram observers on the calibration images (PTQ) or moving-average fake quantization (QAT,
-:func:`prepare_qat`, with conv+BN folded in the fake-quantized graph as LiteRT folds it). Ops the
-quantizer does not annotate (hard-swish, sigmoid, resize, LayerNorm, softmax, matmul) run in float
-between QUANTIZE/DEQUANTIZE, as LiteRT's own int8 kernels would not take them per-channel anyway.
+:func:`prepare_qat`, with conv+BN folded in the fake-quantized graph as LiteRT folds it). Hard-swish
+and hard-sigmoid are rewritten into int8 ADD/MUL first, and they, residual adds, gates and resizes
+are annotated int8 (``tflite_quantizer``): MobileNetV3 LR-ASPP is one XNNPACK partition. Ops left
+unannotated (LayerNorm, matmul) run in float between QUANTIZE/DEQUANTIZE.
 ``--io int8|uint8`` rewrites the file's boundary for full-int8 I/O (see ``tflite_io``).
 """
 
@@ -42,7 +43,11 @@ def export_program(module: nn.Module, graph, batch: int = 1) -> nn.Module:
     inputs of ``batch`` images (QAT trains on batches; the file itself takes one image)."""
     named = _NamedOutputs(module, graph.output_names).eval()
     sample = graph.sample.expand(batch, *graph.sample.shape[1:]).contiguous()
-    return torch.export.export(named, (), {graph.input_name: sample}, strict=False).module()
+    program = torch.export.export(named, (), {graph.input_name: sample}, strict=False).module()
+    from edgeseg.quantization.tflite_quantizer import decompose_hard_activations
+
+    decompose_hard_activations(program)  # hard-swish/-sigmoid as int8 ops XNNPACK takes
+    return program
 
 
 def prepare_ptq(graph, keep_float: tuple[str, ...], inputs: list[np.ndarray]):

@@ -5,10 +5,12 @@ non-strict torch.export does not record), pools, concat, sigmoid and softmax. Le
 and hard-sigmoid (every MobileNetV3 block and its squeeze-excitation), residual adds and the
 bilinear resizes of the LR-ASPP head stay float: each pays DEQUANTIZE -> float op -> QUANTIZE, and
 an int8-only accelerator (NNAPI/Edge TPU-style delegates) hands every such island back to the CPU.
-LiteRT has int8 kernels for them, so they are annotated here (LR-ASPP-L: QUANTIZE/DEQUANTIZE pairs
-40 -> 18; the rest sit on the 1x1 squeeze-excitation gates, where litert-torch decomposes
-hard-sigmoid into float ops). On this CPU's XNNPACK the int8 file is no faster for it (see
-benchmarks/results/int8.md); the point is a graph that is int8 end to end, as QAT then trains it.
+LiteRT has int8 kernels for them, so they are annotated here. XNNPACK, LiteRT's CPU delegate, has
+no int8 HARD_SWISH, though: each one split the delegate's partition (LR-ASPP-L: 21 partitions, int8
+1.3-1.7x slower than fp32), and litert-torch lowered the squeeze-excitation hard-sigmoid to float ops
+between DEQUANTIZE and QUANTIZE. :func:`decompose_hard_activations` rewrites both into int8
+ADD/MUL before PT2E (PTQ and QAT alike): the file is one XNNPACK partition with QUANTIZE/DEQUANTIZE
+only at its boundary (benchmarks/results/int8.md).
 
 - hard-swish / hard-sigmoid / relu, residual adds and gating muls: inputs reuse their producers'
   int8 tensors, the output gets its own observer (its range differs from the inputs').
@@ -37,6 +39,59 @@ _SHARED_RANGE = {
 _ANNOTATED = _OWN_OUTPUT_RANGE | _SHARED_RANGE | _BINARY
 
 
+_HARD = {
+    torch.ops.aten.hardswish.default: False, torch.ops.aten.hardswish_.default: False,
+    torch.ops.aten.hardsigmoid.default: True, torch.ops.aten.hardsigmoid_.default: True,
+}
+
+
+def decompose_hard_activations(model: torch.fx.GraphModule) -> int:
+    """Rewrite hard-swish and hard-sigmoid into ops XNNPACK runs in int8; returns how many.
+
+    XNNPACK (LiteRT's CPU delegate) has no int8 HARD_SWISH: each one splits the delegate's
+    partition and runs in TFLite's own int8 kernel (LR-ASPP-L: 21 partitions, int8 slower than
+    fp32), and litert-torch lowers a quantized hard-sigmoid to float ops between DEQUANTIZE and
+    QUANTIZE. Here ``hardsigmoid(x) = relu6(x + 3) * (1/6)`` (an ADD with a fused RELU6 and a MUL
+    by a constant, both int8) and ``hardswish(x) = x * hardsigmoid(x)`` (one more int8 MUL). The
+    float result is the same up to rounding (a multiply by 1/6 instead of a divide by 6).
+    """
+    graph = model.graph
+    count = 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in _HARD:
+            continue
+        x = node.args[0]
+        with graph.inserting_before(node):
+            three, sixth = (_constant(model, x, value) for value in (3.0, 1.0 / 6.0))
+            shifted = graph.call_function(torch.ops.aten.add.Tensor, (x, three))
+            clipped = graph.call_function(torch.ops.aten.hardtanh.default, (shifted, 0.0, 6.0))
+            out = gate = graph.call_function(torch.ops.aten.mul.Tensor, (clipped, sixth))
+            if not _HARD[node.target]:
+                out = graph.call_function(torch.ops.aten.mul.Tensor, (x, gate))
+        for new in {shifted, clipped, gate, out}:  # module paths: --keep-float filters match on them
+            new.meta.update({k: v for k, v in node.meta.items() if k in ("nn_module_stack", "source_fn_stack", "stack_trace", "val")})
+        node.replace_all_uses_with(out)
+        graph.erase_node(node)
+        count += 1
+    if count:
+        graph.lint()
+        model.recompile()
+    return count
+
+
+def _constant(model: torch.fx.GraphModule, like: Node, value: float) -> Node:
+    """A constant of ``like``'s rank (1 x 1 x 1 x 1 for a feature map), as a buffer: litert-torch
+    keeps an elementwise op in NHWC only when every input is 4-D (a scalar puts TRANSPOSEs around it)."""
+    val = like.meta.get("val")
+    rank = val.dim() if isinstance(val, torch.Tensor) else 4
+    name = f"_edgeseg_const_{str(value).replace('.', '_')}_{rank}d"
+    if not hasattr(model, name):
+        model.register_buffer(name, torch.full((1,) * rank, value), persistent=False)
+    node = model.graph.get_attr(name)
+    node.meta["val"] = torch.full((1,) * rank, value)
+    return node
+
+
 def edgeseg_pt2e_quantizer():
     """A ``PT2EQuantizer`` subclass instance that also annotates the ops above."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
@@ -59,7 +114,7 @@ def annotate_activations_and_resizes(model: torch.fx.GraphModule, config, filter
     input_spec, own_output_spec = get_input_act_qspec(config), get_output_act_qspec(config)
     if input_spec is None:
         return 0
-    count = 0
+    count = _annotate_add_relu6(model, input_spec, own_output_spec, filter_fn)
     for node in model.graph.nodes:
         if node.op != "call_function" or node.target not in _ANNOTATED:
             continue
@@ -74,6 +129,30 @@ def annotate_activations_and_resizes(model: torch.fx.GraphModule, config, filter
         node.meta["quantization_annotation"] = QuantizationAnnotation(
             input_qspec_map=inputs, output_qspec=output_spec, _annotated=True
         )
+        count += 1
+    return count
+
+
+def _annotate_add_relu6(model: torch.fx.GraphModule, input_spec, output_spec, filter_fn=None) -> int:
+    """``relu6(x + c)`` (the decomposed hard-sigmoid) as one int8 ADD with a fused RELU6: no
+    observer between the add and the clamp (an int8 tensor there would be requantized to [0, 6]),
+    the clamp's output gets its own (its range is [0, 6], not the sum's)."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+
+    count = 0
+    for clamp in model.graph.nodes:
+        if clamp.op != "call_function" or clamp.target not in (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default):
+            continue
+        add = clamp.args[0]
+        if (not isinstance(add, Node) or add.target != torch.ops.aten.add.Tensor or len(add.users) != 1
+                or _annotated(add) or _annotated(clamp) or (filter_fn is not None and not (filter_fn(add) and filter_fn(clamp)))):
+            continue
+        sources = [a for a in add.args[:2] if isinstance(a, Node)]
+        add.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={a: SharedQuantizationSpec(a) if _has_output_spec(a) else input_spec for a in sources},
+            _annotated=True,
+        )
+        clamp.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=output_spec, _annotated=True)
         count += 1
     return count
 

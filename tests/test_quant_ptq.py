@@ -10,6 +10,7 @@ from edgeseg.converters import convert
 from edgeseg.errors import ConfigError
 from edgeseg.quantization.errors import AccuracyGateError
 from edgeseg.quantization.options import QuantOptions
+from edgeseg.quantization.tflite_inspect import delegate_report
 from quant_helpers import SIZE, tiny_checkpoint
 
 FAST = dict(calib_size=8, gate_images=8)
@@ -101,15 +102,17 @@ def test_tflite_full_int8_io(checkpoint, tmp_path):
     weights = [t for t in interpreter.get_tensor_details() if t["dtype"] == np.int8 and len(t["shape"]) == 4
                and len(t["quantization_parameters"]["scales"]) > 1]
     assert weights, "per-channel int8 conv weights expected"
-    # Hard-swish, residual adds and resizes run in int8 (edgeseg's annotations): no float island
-    # between DEQUANTIZE and QUANTIZE on a feature map (only the 1x1 squeeze-excitation gates).
+    # Fully integer on XNNPACK: hard-swish and the squeeze-excitation hard-sigmoid as int8 ADD/MUL
+    # (XNNPACK has no int8 HARD_SWISH), residual adds, gates, means and resizes int8, no
+    # QUANTIZE/DEQUANTIZE anywhere (int8 in and out), one delegate partition, nothing left outside.
+    report = delegate_report(result.path)
+    assert "HARD_SWISH" not in report.ops and report.ops["MEAN"] > 0 and report.ops["RESIZE_BILINEAR"] > 0
+    assert report.partitions == 1 and not report.outside, report.as_dict()
+    assert report.ops["QUANTIZE"] == report.ops["DEQUANTIZE"] == 0, report.as_dict()
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    ops = interpreter._get_ops_details()
-    checked = [op for op in ops if op["op_name"] in ("HARD_SWISH", "ADD", "RESIZE_BILINEAR")
-               and np.prod(tensors[op["outputs"][0]]["shape"][1:3]) > 1]
-    assert {op["op_name"] for op in checked} == {"HARD_SWISH", "ADD", "RESIZE_BILINEAR"}
-    assert all(tensors[op["inputs"][0]]["dtype"] == np.int8 for op in checked), [
-        (op["op_name"], tensors[op["inputs"][0]]["dtype"]) for op in checked]
+    checked = [op for op in interpreter._get_ops_details()
+               if op["op_name"] in ("ADD", "MUL", "MEAN", "LOGISTIC", "RESIZE_BILINEAR")]
+    assert all(tensors[i]["dtype"] == np.int8 for op in checked for i in (op["inputs"][0], op["outputs"][0]))
     assert _agreement(load(result.path), load(checkpoint), _images()) > 0.9
     # The default file normalizes inside: uint8 pixels stay its input (what MediaPipe feeds), and
     # --io int8 makes its output int8.
@@ -118,6 +121,10 @@ def test_tflite_full_int8_io(checkpoint, tmp_path):
     (inp,), (out,) = (Interpreter(model_path=str(pixels.path)).get_input_details(),
                       Interpreter(model_path=str(pixels.path)).get_output_details())
     assert inp["dtype"] == np.uint8 and inp["quantization"] == (0.0, 0) and out["dtype"] == np.int8
+    # Its only non-int8 ops are the input's CAST and QUANTIZE (the boundary, outside XNNPACK's one partition).
+    report = delegate_report(pixels.path)
+    assert report.partitions == 1 and report.outside == {"CAST": 1} and not report.inner_qdq, report.as_dict()
+    assert report.ops["QUANTIZE"] == 1 and report.ops["DEQUANTIZE"] == 0
     assert _agreement(load(pixels.path), load(checkpoint), _images()) > 0.9
 
 

@@ -1,0 +1,50 @@
+"""The int8 TFLite export graph: hard-swish / hard-sigmoid rewritten into ops XNNPACK runs in int8,
+with the float outputs unchanged (the int8 file itself is checked in test_quant_ptq)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from edgeseg.models import create_model, tiny_config
+from edgeseg.quantization.tflite import export_program
+from edgeseg.quantization.tflite_quantizer import decompose_hard_activations
+
+HARD = {torch.ops.aten.hardswish.default, torch.ops.aten.hardsigmoid.default}
+
+
+def _targets(module):
+    return [n.target for n in module.graph.nodes if n.op == "call_function"]
+
+
+@pytest.mark.parametrize("activation", [nn.Hardswish, nn.Hardsigmoid])
+def test_decomposition_equals_the_activation_everywhere(activation):
+    # Both kinks (-3, 3), both flat parts and the curve between: the same value to float rounding.
+    x = torch.linspace(-8, 8, 4001).view(1, 1, 1, -1)
+    program = torch.export.export(activation(), (x,), strict=False).module()
+    assert decompose_hard_activations(program) == 1
+    assert not set(_targets(program)) & HARD
+    assert torch.ops.aten.hardtanh.default in _targets(program)
+    torch.testing.assert_close(program(x), activation()(x), rtol=1e-6, atol=1e-6)
+
+
+def test_lraspp_export_graph_has_no_hard_activations_and_same_logits():
+    model = create_model("lraspp_mobilenetv3_small", num_classes=5, **tiny_config("lraspp_mobilenetv3_small")).eval()
+    with torch.no_grad():  # BN statistics that are not the identity, so every activation sees real ranges
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    hard = sum(isinstance(m, (nn.Hardswish, nn.Hardsigmoid)) for m in model.modules())
+    graph = SimpleNamespace(output_names=("logits",), input_name="image", sample=torch.randn(1, 3, 64, 64))
+    program = export_program(model, graph)
+    targets = _targets(program)
+    assert not set(targets) & HARD
+    assert targets.count(torch.ops.aten.hardtanh.default) == hard > 10
+    for seed in range(3):
+        x = 2 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            torch.testing.assert_close(program(image=x)["logits"], model(x), rtol=1e-4, atol=1e-5)
