@@ -135,7 +135,7 @@ def main() -> None:
                 timer.round(args.iterations)
         results = {target: timer.result() for target, timer in timers.items()}
         del timers
-    skipped = {name: f"{fmt.title} files run only where sys.platform starts with {' or '.join(fmt.runs_on)}"
+    skipped = {name: f"{fmt.title} models run only on {fmt.where()}"
                for name, fmt in targets().items() if not fmt.runs_here()}
     for target in TARGETS:
         if target not in results:

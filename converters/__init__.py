@@ -175,9 +175,9 @@ def _write_verified(backend: ModuleType, spec: Format, graph, dest: Path, option
 
     dests = [dest.with_suffix(s) for s in spec.suffixes]
     writer = atomic_output(dest, is_dir=True) if spec.is_dir else atomic_outputs(*dests)
-    # Files record the checksum of their own bytes (edgeseg.integrity); a CoreML package is a
-    # directory that CoreML compiles on the device, and is left without one.
-    checksummed = not spec.is_dir
+    # Files record the checksum of their own bytes (edgeseg.integrity) where their format row
+    # says so; a CoreML package is a directory that CoreML compiles on the device, left without one.
+    checksummed = spec.checksummed
     if checksummed:
         graph.metadata = graph.metadata.replace(checksum=PLACEHOLDER)
     with writer as tmp:

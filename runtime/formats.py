@@ -33,6 +33,10 @@ def _safetensors_magic(head: bytes) -> bool:
     return len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000
 
 
+# sys.platform prefixes as people name them.
+_PLATFORMS = {"darwin": "macOS", "linux": "Linux", "win32": "Windows"}
+
+
 @dataclass(frozen=True)
 class Format:
     """One file format: how to recognize it, what runs it, what writes it."""
@@ -97,6 +101,10 @@ class Format:
 
     def runs_here(self) -> bool:
         return not self.runs_on or sys.platform.startswith(self.runs_on)
+
+    def where(self) -> str:
+        """Where the backend runs, for messages: "macOS", or "anywhere"."""
+        return " or ".join(_PLATFORMS.get(p, p) for p in self.runs_on) or "anywhere"
 
     def files(self, path) -> tuple:
         """``path`` (the main file) and its companions beside it."""

@@ -99,6 +99,8 @@ def _summary(meta) -> dict:
 
 def _blocks(path: Path, backend) -> dict:
     """Every metadata block of the file, by the name of its container."""
+    from edgeseg.runtime.formats import FORMATS
+
     blocks: dict = {}
     text = backend.metadata_json()
     if text is not None:
@@ -107,7 +109,7 @@ def _blocks(path: Path, backend) -> dict:
             blocks["edgeseg"].pop("palette", None)
         except ValueError as exc:
             blocks["edgeseg"] = {"error": f"not valid JSON: {exc}"}
-    if path.suffix == ".tflite":
+    if backend.name == FORMATS["tflite"].backend_name:  # TFLite's own metadata table and labels
         from edgeseg.runtime.tflite_metadata import (
             STANDARD_KEY, TFLiteMetadataError, read_associated_files, read_standard_metadata, read_tflite_metadata,
         )

@@ -150,8 +150,12 @@ class ValidationRun:
             return "PASSED"
         if self.failed:
             return "NOT PASSED"
+        from edgeseg.runtime.formats import by_suffix
+
         names = [f.name for f in self.files if f.status == CANNOT_RUN_HERE]
-        why = "CoreML runs on macOS only" if all(n.endswith(".mlpackage") for n in names) else "see their rows"
+        kinds = {by_suffix(name[name.rfind("."):]) if "." in name else None for name in names}
+        fmt = kinds.pop() if len(kinds) == 1 else None
+        why = f"{fmt.title} runs on {fmt.where()} only" if fmt is not None and fmt.runs_on else "see their rows"
         ran = "every file that ran passed" if len(names) < len(self.files) else "no file ran"
         return f"not run here: {', '.join(names)} ({why}); {ran}"
 
