@@ -47,7 +47,8 @@ class Format:
     backend: str  # "module:Class" of the runtime Backend, imported when a file needs it
     backend_name: str  # its name in load(backend=...), errors and logs
     runtime_extra: str  # the pip extra that installs the inference library
-    libraries: tuple[str, ...] = ()  # distributions whose versions decide its numbers (reports)
+    # Distributions whose versions decide its numbers (reports): inference library, converters.
+    libraries: tuple[str, ...] = ()
     companions: tuple[str, ...] = ()  # suffixes of files that belong with it (OpenVINO .bin)
     other_suffixes: tuple[str, ...] = ()  # also read by the runtime, never written (.mlmodel)
     aliases: tuple[str, ...] = ()  # other names people use for the backend ("ort")
@@ -132,12 +133,12 @@ def register(fmt: Format) -> Format:
 _PRECISIONS = ("fp32", "fp16", "int8")
 for _row in (
     Format("onnx", "ONNX", ".onnx", "edgeseg.runtime.onnx:OnnxBackend", "onnxruntime", "runtime-onnx",
-           libraries=("onnxruntime",), aliases=("onnx", "ort"),
+           libraries=("onnxruntime", "onnx"), aliases=("onnx", "ort"),
            converter="edgeseg.converters.onnx", converter_extra="onnx", int8="edgeseg.quantization.onnx",
            precisions=_PRECISIONS, qat_scheme="pt2e",
            way_out="try --target openvino or tflite, or replace the layer with standard ops"),
     Format("tflite", "TFLite", ".tflite", "edgeseg.runtime.tflite:TfliteBackend", "litert", "runtime-tflite",
-           libraries=("ai-edge-litert",), aliases=("tflite",), magic=_tflite_magic,
+           libraries=("ai-edge-litert", "litert-torch"), aliases=("tflite",), magic=_tflite_magic,
            converter="edgeseg.converters.tflite", converter_extra="tflite", int8="edgeseg.quantization.tflite",
            int8_options=("io",), precisions=_PRECISIONS, qat_scheme="pt2e",
            way_out="try --target onnx or openvino, or replace the layer with ops LiteRT supports "
@@ -151,7 +152,7 @@ for _row in (
            way_out="try --target onnx, or replace the layer with ops coremltools converts",
            pixel_dtype="float32", mask_dtype="int32", default_preprocess=True),
     Format("openvino", "OpenVINO IR", ".xml", "edgeseg.runtime.openvino:OpenVinoBackend", "openvino",
-           "runtime-openvino", libraries=("openvino",), companions=(".bin",), magic=_openvino_magic,
+           "runtime-openvino", libraries=("openvino", "nncf"), companions=(".bin",), magic=_openvino_magic,
            check_precision="fp32",
            converter="edgeseg.converters.openvino", converter_extra="openvino",
            int8="edgeseg.quantization.openvino", int8_options=("accuracy_control",), precisions=_PRECISIONS,

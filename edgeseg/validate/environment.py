@@ -12,10 +12,13 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 
-# Distributions whose versions decide the numbers (a missing one is reported as null).
+from edgeseg.runtime.formats import FORMATS
+
+# Distributions whose versions decide the numbers (a missing one is reported as null): each
+# format's libraries (its inference library and converters, from the format table), and the rest.
 LIBRARIES = (
-    "edgeseg", "numpy", "onnxruntime", "ai-edge-litert", "openvino", "coremltools", "torch",
-    "opencv-python-headless", "pillow", "matplotlib", "onnx", "litert-torch", "nncf", "torchao",
+    "edgeseg", "numpy", *dict.fromkeys(lib for fmt in FORMATS.values() for lib in fmt.libraries),
+    "opencv-python-headless", "pillow", "matplotlib", "torchao",
 )
 
 
