@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-import edgeseg.runtime as rt
-from edgeseg.converters import TARGETS, convert, read_metadata
-from edgeseg.converters.verify import sample_images
-from edgeseg.models import create_model, tiny_config
-from convert_helpers import TinySegModel
+torch = pytest.importorskip("torch")
+
+import edgeseg.runtime as rt  # noqa: E402
+from edgeseg.converters import TARGETS, convert, read_metadata  # noqa: E402
+from edgeseg.converters.verify import sample_images  # noqa: E402
+from edgeseg.models import create_model, tiny_config  # noqa: E402
+from convert_helpers import TinySegModel  # noqa: E402
 
 
 def _run_file(target: str, converted, graph_like, x: np.ndarray) -> list[np.ndarray]:

@@ -11,12 +11,14 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from convert_helpers import TinySegModel
 
-import edgeseg.runtime as rt
-from edgeseg.errors import ConfigError
-from edgeseg.runtime.errors import ConfigError as RuntimeConfigError
+torch = pytest.importorskip("torch")
+
+from convert_helpers import TinySegModel  # noqa: E402
+
+import edgeseg.runtime as rt  # noqa: E402
+from edgeseg.errors import ConfigError  # noqa: E402
+from edgeseg.runtime.errors import ConfigError as RuntimeConfigError  # noqa: E402
 
 SIZE = (64, 64)
 
