@@ -141,7 +141,9 @@ def opened_with_runtime(files: tuple[Path, ...], fmt, name: str) -> Iterator:
     """``edgeseg.runtime.load`` of files just written under the atomic writer's temporary names:
     linked under their real names (``name`` and its companions) in a scratch folder beside them,
     so that the runtime opens them as a user's copy, companions and checksum included."""
-    from edgeseg.runtime import load
+    from edgeseg.converters.errors import ConversionError
+    from edgeseg.errors import EdgesegError
+    from edgeseg.runtime import BackendUnavailableError, load
 
     folder = files[0].parent / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"  # removed if killed
     folder.mkdir()
@@ -149,7 +151,16 @@ def opened_with_runtime(files: tuple[Path, ...], fmt, name: str) -> Iterator:
         named = [folder / Path(name).with_suffix(suffix).name for suffix in fmt.suffixes]
         for source, link in zip(files, named):
             _link(source, link)
-        with load(named[0], backend=fmt.backend_name, threads=1, precision=fmt.check_precision) as session:
+        try:
+            session = load(named[0], backend=fmt.backend_name, threads=1, precision=fmt.check_precision)
+        except BackendUnavailableError:
+            raise  # it names the extra to install
+        except EdgesegError as exc:
+            raise ConversionError(
+                f"{name} was not kept: edgeseg.runtime refuses the file just written ({exc}). Try another "
+                "target, or report the model and target as a bug"
+            ) from exc
+        with session:
             yield session
     finally:
         shutil.rmtree(folder, ignore_errors=True)

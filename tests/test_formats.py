@@ -81,6 +81,14 @@ def test_the_check_runs_the_file_through_its_backend(npz_row, tmp_path, monkeypa
     with pytest.raises(VerificationError, match="does not match PyTorch"):
         convert(PixelClassifier(), "npz", out=tmp_path / "toy.npz")
     assert [p.name for p in tmp_path.iterdir()] == []
+    # A file the runtime refuses to open is not kept either.
+    def refuse(self, path, **kwargs):
+        raise ModelFileError(f"{path.name}: unreadable")
+
+    monkeypatch.setattr(toy_target.NpzBackend, "__init__", refuse)
+    with pytest.raises(ConversionError, match="runtime refuses the file just written .toy.npz: unreadable"):
+        convert(PixelClassifier(), "npz", out=tmp_path / "toy.npz")
+    assert [p.name for p in tmp_path.iterdir()] == []
 
 
 def test_every_derived_table_reads_the_row(npz_row, tmp_path):
