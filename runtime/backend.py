@@ -108,11 +108,15 @@ class Backend(ABC):
         return ["cpu"]
 
 
-def import_backend_library(module: str, extra: str, what: str):
-    """Import an inference library, or say which extra installs it."""
+def import_backend_library(module: str, format_name: str, what: str):
+    """Import an inference library, or say which extra installs it (the runtime extra of the
+    format table's row ``format_name``)."""
     import importlib
 
     from edgeseg.runtime.errors import BackendUnavailableError
+    from edgeseg.runtime.formats import FORMATS
+
+    extra = FORMATS[format_name].runtime_extra
 
     try:
         return importlib.import_module(module)

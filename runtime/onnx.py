@@ -124,7 +124,7 @@ class OnnxBackend(Backend):
     def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None,
                  device: str | None = None, spinning: bool | None = None):
         refuse_precision(self.name, precision)
-        ort = import_backend_library("onnxruntime", "runtime-onnx", "ONNX")
+        ort = import_backend_library("onnxruntime", "onnx", "ONNX")
         options = ort.SessionOptions()
         options.inter_op_num_threads = 1
         if threads is not None:
@@ -185,7 +185,7 @@ class OnnxBackend(Backend):
         import os
         import tempfile
 
-        ort = import_backend_library("onnxruntime", "runtime-onnx", "ONNX")
+        ort = import_backend_library("onnxruntime", "onnx", "ONNX")
         options = ort.SessionOptions()
         options.enable_profiling = True
         options.log_severity_level = 3
@@ -218,7 +218,7 @@ class OnnxBackend(Backend):
 
     @classmethod
     def available_devices(cls) -> list[str]:
-        ort = import_backend_library("onnxruntime", "runtime-onnx", "ONNX")
+        ort = import_backend_library("onnxruntime", "onnx", "ONNX")
         return [_short(p) for p in ort.get_available_providers() if p not in _NOT_LOCAL]
 
     def metadata_json(self) -> str | None:

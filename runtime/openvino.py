@@ -214,7 +214,7 @@ class OpenVinoBackend(Backend):
                 f"{path} needs its weights file {weights.name} beside it, which is missing; "
                 "copy the .xml and the .bin together (they are one model)"
             )
-        ov = import_backend_library("openvino", "runtime-openvino", "OpenVINO")
+        ov = import_backend_library("openvino", "openvino", "OpenVINO")
         self.path = path
         core = ov.Core()
         target, self.device_note = _device(core, device)
@@ -269,7 +269,7 @@ class OpenVinoBackend(Backend):
 
     @classmethod
     def available_devices(cls) -> list[str]:
-        ov = import_backend_library("openvino", "runtime-openvino", "OpenVINO")
+        ov = import_backend_library("openvino", "openvino", "OpenVINO")
         return _available(ov.Core())
 
     def metadata_json(self) -> str | None:

@@ -16,6 +16,7 @@ import numpy as np
 from edgeseg.metadata import METADATA_KEY
 from edgeseg.runtime.backend import Backend, TensorInfo, refuse_precision
 from edgeseg.runtime.errors import BackendUnavailableError, MetadataError, ModelFileError
+from edgeseg.runtime.formats import FORMATS
 
 # Where an Interpreter class can come from, preferred first.
 _INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
@@ -33,7 +34,7 @@ def _interpreter_module():
             continue
     raise BackendUnavailableError(
         "running TFLite/LiteRT files needs ai-edge-litert (or tflite-runtime), neither is installed; "
-        'install it with `pip install "edgeseg[runtime-tflite]"`'
+        f'install it with `pip install "edgeseg[{FORMATS["tflite"].runtime_extra}]"`'
     )
 
 

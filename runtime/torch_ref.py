@@ -24,7 +24,7 @@ class TorchBackend(Backend):
     def __init__(self, path: Path, *, threads: int | None = None, precision: str | None = None,
                  device: str | None = None):
         refuse_precision(self.name, precision)
-        self._torch = import_backend_library("torch", "torch", "PyTorch checkpoint")
+        self._torch = import_backend_library("torch", "checkpoint", "PyTorch checkpoint")
         self._device = self._pick_device(device)
         self.device = str(self._device)
         from edgeseg.checkpoint import load_model
