@@ -1,0 +1,428 @@
+"""How close each file runs to this CPU's limits, beside the stock recipes, in one run.
+
+1. The CPU's peaks, one thread: a 1024 x 1024 x 1024 matmul in each library at fp32 (ONNX Runtime
+   MatMul, OpenVINO f32, torch), bf16 (OpenVINO bf16 hint, torch) and int8 u8 x s8 (ONNX Runtime
+   MatMulInteger, OpenVINO's int8 FakeQuantize -> MatMul, torch._int_mm where the CPU build has
+   it): the best library per precision is the peak; memory bandwidth from a 256 MB copy.
+2. Each model (random weights: latency does not depend on them; 512x512, 19 classes) as the
+   files edgeseg converts and as the stock recipes make them: ``torch.onnx.export`` and
+   ``onnxruntime.quantization.quantize_static`` defaults (ONNX Runtime), ``ov.convert_model`` and
+   ``nncf.quantize`` defaults (OpenVINO, compiled with the CPU's default precision, bf16 here),
+   ``litert_torch.convert`` and its PT2E defaults (LiteRT). Every file's bare model call on a
+   ready input, 1 thread, round robin within the model (machine load hits all alike): median ms,
+   achieved GMAC/s (the model's multiply-adds from torch's FLOP counter: convolutions and
+   matmuls) and % of the peak of the precision its heavy ops run at.
+
+edgeseg's int8 files are made with small calibration (--calib-size) and their accuracy gate
+opened (untrained weights have no accuracy to keep); the benchmark is about latency only.
+Writes benchmarks/results/limits.{md,json}.
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/limits.py [--models lraspp_mobilenetv3_large segformer_b0]
+        [--runs 10] [--recipes ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZE, CLASSES = (512, 512), 19
+MATMUL = 1024  # M = N = K of the peak microbenchmarks
+
+
+# --- peaks --------------------------------------------------------------------------------------
+def _best_ms(fn, runs: int = 15) -> float:
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times) * 1000  # the peak: the best run, not the typical one
+
+
+def _onnx_matmul(kind: str):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    n = MATMUL
+    rng = np.random.default_rng(0)
+    if kind == "fp32":
+        a = rng.standard_normal((n, n)).astype(np.float32)
+        w = rng.standard_normal((n, n)).astype(np.float32)
+        node = helper.make_node("MatMul", ["a", "w"], ["y"])
+        inputs = [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])]
+        out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])
+        init = [helper.make_tensor("w", TensorProto.FLOAT, [n, n], w.ravel())]
+    else:  # u8 activations x s8 weights, int32 accumulation: ORT's VNNI kernel
+        a = rng.integers(0, 255, (n, n), dtype=np.uint8)
+        w = rng.integers(-127, 127, (n, n), dtype=np.int8)
+        node = helper.make_node("MatMulInteger", ["a", "w"], ["y"])
+        inputs = [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])]
+        out = helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])
+        init = [helper.make_tensor("w", TensorProto.INT8, [n, n], w.ravel())]
+    graph = helper.make_graph([node], "mm", inputs, [out], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, {"a": a})
+
+
+def _openvino_matmul(kind: str):
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    n = MATMUL
+    rng = np.random.default_rng(0)
+    a = ops.parameter([n, n], ov.Type.f32, name="a")
+    w = ops.constant(rng.standard_normal((n, n)).astype(np.float32))
+    if kind == "int8":  # FakeQuantize on both inputs: the CPU plugin runs an int8 matmul
+        def fq(x, levels, lo, hi):
+            return ops.fake_quantize(x, ops.constant(np.float32(lo)), ops.constant(np.float32(hi)),
+                                     ops.constant(np.float32(lo)), ops.constant(np.float32(hi)), levels)
+
+        y = ops.matmul(fq(a, 256, 0.0, 4.0), fq(w, 255, -4.0, 4.0), False, True)
+    else:
+        y = ops.matmul(a, w, False, True)
+    model = ov.Model([y], [a])
+    hint = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}[kind]
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": hint})
+    request = compiled.create_infer_request()
+    x = np.abs(rng.standard_normal((n, n))).astype(np.float32)
+    return lambda: request.infer({0: x}, share_inputs=True, share_outputs=True)
+
+
+def _torch_matmul(kind: str):
+    import torch
+
+    n = MATMUL
+    if kind == "int8":
+        a = torch.randint(-127, 127, (n, n), dtype=torch.int8)
+        b = torch.randint(-127, 127, (n, n), dtype=torch.int8)
+        torch._int_mm(a, b)  # raises where the CPU build has no int8 matmul
+        return lambda: torch._int_mm(a, b)
+    dtype = torch.float32 if kind == "fp32" else torch.bfloat16
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return lambda: torch.matmul(a, b)
+
+
+def peaks() -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    macs = MATMUL ** 3
+    found: dict = {"matmul": MATMUL, "libraries": {}}
+    for kind, makers in {
+        "fp32": {"onnxruntime": _onnx_matmul, "openvino": _openvino_matmul, "torch": _torch_matmul},
+        "bf16": {"openvino": _openvino_matmul, "torch": _torch_matmul},
+        "int8": {"onnxruntime": _onnx_matmul, "openvino": _openvino_matmul, "torch": _torch_matmul},
+    }.items():
+        for library, make in makers.items():
+            try:
+                ms = _best_ms(make(kind))
+                found["libraries"][f"{library} {kind}"] = macs / ms / 1e6
+            except Exception as exc:  # noqa: BLE001 (a library without the kernel is reported)
+                found["libraries"][f"{library} {kind}"] = f"n/a ({type(exc).__name__})"
+        values = [v for k, v in found["libraries"].items() if k.endswith(kind) and isinstance(v, float)]
+        found[kind] = max(values)
+    src = np.ones(256 * 2**20 // 4, np.float32)
+    dst = np.empty_like(src)
+    ms = _best_ms(lambda: np.copyto(dst, src), runs=5)
+    found["memory_gb_s"] = 2 * src.nbytes / ms / 1e6  # read + write
+    return found
+
+
+# --- the files ------------------------------------------------------------------------------------
+class Runner:
+    """One file: ``call()`` runs its model once on a ready input (1 thread)."""
+
+    def __init__(self, model: str, backend: str, precision: str, recipe: str, call, compute: str):
+        self.model, self.backend, self.precision, self.recipe = model, backend, precision, recipe
+        self.call = call
+        self.compute = compute  # which peak applies: fp32, bf16 or int8
+        self.times: list[float] = []
+
+
+def _edgeseg(model, target: str, precision: str, folder: Path, args, **options):
+    import edgeseg.runtime as rt
+    from edgeseg.converters import convert
+
+    quant = None
+    if precision == "int8":
+        from edgeseg.quantization.options import QuantOptions
+
+        # Latency only: untrained weights have no accuracy to gate.
+        quant = QuantOptions(calib_size=args.calib_size, gate_images=2, max_miou_drop=100.0, min_agreement=0.0)
+    suffix = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}[target]
+    path = convert(model, target, precision=precision, input_size=SIZE, quant=quant,
+                   out=folder / f"edgeseg_{target}_{precision}{suffix}").path
+    seg = rt.load(path, threads=1, **options)
+    tensor = seg._pre(np.random.default_rng(0).integers(0, 256, (*SIZE, 3), dtype=np.uint8), bgr=False)[0].copy()
+    return seg, (lambda: seg.backend.run(tensor))
+
+
+def _calibration(n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [rng.standard_normal((1, 3, *SIZE)).astype(np.float32) for _ in range(n)]
+
+
+def _ort_session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((1, 3, *SIZE)).astype(np.float32)
+    return lambda: session.run(None, {name: x})
+
+
+def _ov_call(model):
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1})  # the CPU's default precision
+    hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    request = compiled.create_infer_request()
+    x = np.random.default_rng(0).standard_normal((1, 3, *SIZE)).astype(np.float32)
+    return (lambda: request.infer({0: x}, share_inputs=True, share_outputs=True)), hint
+
+
+def _litert_call(data: bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data, num_threads=1)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    x = np.random.default_rng(0).standard_normal(detail["shape"]).astype(detail["dtype"])
+    interpreter.set_tensor(detail["index"], x)
+    return interpreter.invoke
+
+
+def _ov_precision(hint: str) -> str:
+    return "bf16" if "bf16" in hint.lower() or "bfloat" in hint.lower() else "fp16" if "16" in hint else "fp32"
+
+
+def recipes(name: str, model, folder: Path, args) -> list[Runner]:
+    """Every file of ``model``: edgeseg's and the stock recipes', each built or reported failed."""
+    import torch
+
+    x = torch.randn(1, 3, *SIZE)
+    out: list[Runner] = []
+    wanted = set(args.recipes) if args.recipes else None
+
+    def add(key: str, backend: str, precision: str, recipe: str, build):
+        if wanted is not None and key not in wanted:
+            return
+        start = time.perf_counter()
+        try:
+            call, compute = build()
+        except Exception as exc:  # noqa: BLE001 (one recipe failing leaves the others)
+            print(f"{name} {key}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            traceback.print_exc(limit=2)
+            out.append(Runner(name, backend, precision, recipe, None, "fp32"))
+            out[-1].error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            return
+        print(f"{name} {key}: built in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        out.append(Runner(name, backend, precision, recipe, call, compute))
+
+    def edgeseg(target, stored, **options):
+        def build():
+            seg, call = _edgeseg(model, target, stored, folder, args, **options)
+            compute = "int8" if stored == "int8" else ("bf16" if seg.precision == "bf16" else "fp32")
+            return call, compute
+        return build
+
+    stock_onnx = folder / "stock.onnx"
+
+    def onnx_export():
+        torch.onnx.export(model, (x,), str(stock_onnx))
+        return _ort_session(stock_onnx), "fp32"
+
+    def quantize_static():
+        from onnxruntime.quantization import CalibrationDataReader, quantize_static as qs
+
+        if not stock_onnx.exists():
+            torch.onnx.export(model, (x,), str(stock_onnx))
+        import onnxruntime as ort
+
+        input_name = ort.InferenceSession(str(stock_onnx), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.items = iter(_calibration(args.calib_size))
+
+            def get_next(self):
+                item = next(self.items, None)
+                return None if item is None else {input_name: item}
+
+        qs(str(stock_onnx), str(folder / "stock_int8.onnx"), Reader())
+        return _ort_session(folder / "stock_int8.onnx"), "int8"
+
+    def ov_convert():
+        import openvino as ov
+
+        call, hint = _ov_call(ov.convert_model(model, example_input=x))
+        return call, _ov_precision(hint)
+
+    def nncf_quantize():
+        import nncf
+        import openvino as ov
+
+        quantized = nncf.quantize(ov.convert_model(model, example_input=x), nncf.Dataset(_calibration(args.calib_size)))
+        call, _ = _ov_call(quantized)
+        return call, "int8"
+
+    def litert_fp32():
+        import litert_torch
+
+        return _litert_call(bytes(litert_torch.convert(model, (x,)).model_content())), "fp32"
+
+    def litert_pt2e():
+        import litert_torch
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config())
+        prepared = prepare_pt2e(torch.export.export(model, (x,), strict=False).module(), quantizer)
+        with torch.no_grad():
+            for item in _calibration(args.calib_size):
+                prepared(torch.from_numpy(item))
+        converted = convert_pt2e(prepared, fold_quantize=False)
+        data = litert_torch.convert(converted, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        return _litert_call(bytes(data.model_content())), "int8"
+
+    add("onnx-fp32", "onnxruntime", "fp32", "edgeseg", edgeseg("onnx", "fp32"))
+    add("onnx-fp32-stock", "onnxruntime", "fp32", "torch.onnx.export", onnx_export)
+    add("onnx-int8", "onnxruntime", "int8", "edgeseg", edgeseg("onnx", "int8"))
+    add("onnx-int8-stock", "onnxruntime", "int8", "quantize_static defaults", quantize_static)
+    add("openvino-fp32", "openvino", "fp32", "edgeseg", edgeseg("openvino", "fp32", precision="fp32"))
+    add("openvino-bf16", "openvino", "bf16", "edgeseg", edgeseg("openvino", "fp32", precision="bf16"))
+    add("openvino-stock", "openvino", "default", "ov.convert_model", ov_convert)
+    add("openvino-int8", "openvino", "int8", "edgeseg", edgeseg("openvino", "int8"))
+    add("openvino-int8-stock", "openvino", "int8", "nncf.quantize defaults", nncf_quantize)
+    add("tflite-fp32", "litert", "fp32", "edgeseg", edgeseg("tflite", "fp32"))
+    add("tflite-fp32-stock", "litert", "fp32", "litert_torch.convert", litert_fp32)
+    add("tflite-int8", "litert", "int8", "edgeseg", edgeseg("tflite", "int8"))
+    add("tflite-int8-stock", "litert", "int8", "litert-torch PT2E defaults", litert_pt2e)
+    for runner in out:  # the precision the stock OpenVINO model actually ran at
+        if runner.precision == "default":
+            runner.precision = runner.compute
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["lraspp_mobilenetv3_large", "segformer_b0"])
+    parser.add_argument("--runs", type=int, default=10, help="timed rounds (round robin over a model's files)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--calib-size", type=int, default=8)
+    parser.add_argument("--recipes", nargs="*", help="only these (onnx-fp32, onnx-int8-stock, ...)")
+    parser.add_argument("--no-peaks", action="store_true", help="reuse the peaks of the last report")
+    args = parser.parse_args()
+
+    import torch
+
+    from edgeseg.fileio import write_json_atomic, write_text_atomic
+    from edgeseg.models import create_model
+    from edgeseg.models.profile import measure_complexity
+    from edgeseg.quiet import native_output_captured
+    from edgeseg.validate.environment import describe, environment
+
+    torch.set_num_threads(1)
+    previous = RESULTS / "limits.json"
+    if args.no_peaks and previous.exists():
+        import json
+
+        peak = json.loads(previous.read_text())["peaks"]
+    else:
+        peak = peaks()
+    print(f"peaks: {peak}", file=sys.stderr)
+    rows, errors = [], []
+    for name in args.models:
+        model = create_model(name, num_classes=CLASSES).eval()
+        model.metadata = model.metadata.replace(input_size=SIZE)
+        gmacs = measure_complexity(model, *SIZE).gmacs
+        with tempfile.TemporaryDirectory() as folder:
+            with native_output_captured():
+                runners = recipes(name, model, Path(folder), args)
+            live = [r for r in runners if r.call is not None]
+            for index in range(args.warmup + args.runs):
+                for runner in live:
+                    start = time.perf_counter()
+                    runner.call()
+                    if index >= args.warmup:
+                        runner.times.append(time.perf_counter() - start)
+            for runner in runners:
+                if runner.call is None:
+                    errors.append({"model": name, "backend": runner.backend, "precision": runner.precision,
+                                   "recipe": runner.recipe, "error": runner.error})
+                    continue
+                ms = float(np.median(runner.times)) * 1000
+                achieved = gmacs / (ms / 1000)
+                rows.append({"model": name, "backend": runner.backend, "precision": runner.precision,
+                             "recipe": runner.recipe, "ms": ms, "gmacs": gmacs, "gmac_per_s": achieved,
+                             "peak": runner.compute, "percent_of_peak": 100 * achieved / peak[runner.compute]})
+            del runners, live
+        write_report(peak, rows, errors, args)  # after every model: a partial run still reports
+
+
+def write_report(peak: dict, rows: list, errors: list, args) -> None:
+    from edgeseg.fileio import write_json_atomic, write_text_atomic
+    from edgeseg.validate.environment import describe, environment
+
+    env = environment()
+    report = {"input_size": SIZE, "classes": CLASSES, "threads": 1, "runs": args.runs, "warmup": args.warmup,
+              "calib_size": args.calib_size, "peaks": peak, "rows": rows, "failed": errors, "environment": env}
+    lib = ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in peak["libraries"].items())
+    lines = [
+        "# Limits: each file against this CPU's peaks, beside the stock recipes",
+        "",
+        f"{describe(env)}; 1 thread; {SIZE[0]}x{SIZE[1]} input, {CLASSES} classes, random weights; "
+        f"{args.runs} timed rounds round robin over each model's files after {args.warmup} warm-up; median of "
+        "the bare model call on a ready input. GMAC = the model's multiply-adds (torch FLOP counter: "
+        "convolutions and matmuls).",
+        "",
+        f"Peaks (1 thread, {MATMUL}^3 matmul, best of 15, GMAC/s): fp32 {peak['fp32']:.0f}, bf16 {peak['bf16']:.0f}, "
+        f"int8 u8s8 {peak['int8']:.0f}; memory {peak['memory_gb_s']:.1f} GB/s (256 MB copy). By library: {lib}.",
+        "",
+        "| model | backend | precision | recipe | ms | GMAC | GMAC/s | % of peak (which) |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['recipe']} | {r['ms']:.1f} | "
+                     f"{r['gmacs']:.2f} | {r['gmac_per_s']:.1f} | {r['percent_of_peak']:.0f}% ({r['peak']}) |")
+    for e in errors:
+        lines.append(f"| {e['model']} | {e['backend']} | {e['precision']} | {e['recipe']} | failed: {e['error']} | | | |")
+    lines += [
+        "",
+        "% of peak divides the achieved GMAC/s by the peak of the precision the heavy ops run at (an "
+        "OpenVINO file compiled at bf16 against the bf16 peak; int8 files against the int8 peak, though "
+        "their float islands run at fp32). Depthwise convolutions, resizes and elementwise ops count no "
+        "or few MACs but take time, so no segmentation network reaches a matmul's peak.",
+        "",
+        "Reproduce: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/limits.py --runs 10`",
+        "",
+    ]
+    RESULTS.mkdir(exist_ok=True)
+    write_json_atomic(RESULTS / "limits.json", report)
+    write_text_atomic(RESULTS / "limits.md", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
