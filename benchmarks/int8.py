@@ -241,14 +241,9 @@ def write_report(state: dict, args) -> None:
           f"{state.get('quant', {}).get(n, {}).get('qat', {}).get('steps', '-')} steps"
           for n, t in state.get("train", {}).items()],
         "",
-        "Commands of this run (each with `OMP_NUM_THREADS=1 nice -n 5 python benchmarks/int8.py`): "
-        "`--stages train --models lraspp_mobilenetv3_large --steps 2500 --minutes 40` and the same for "
-        "`segformer_b0 --steps 1500`; `--stages control,quant --models M --runs 20` per model; LR-ASPP's ONNX "
-        "int8 files made again with `--stages quant --targets onnx --reuse` after the switch to uint8 "
-        "activations, both models' OpenVINO int8 files with `--targets openvino --reuse --runs 30` after this "
-        "session's OpenVINO changes (a target's int8 files are deleted first; --reuse keeps the QAT checkpoint "
-        "and the other files); the TFLite and ONNX rows scored and timed again in one quiet run, "
-        "`--stages quant --models lraspp_mobilenetv3_large,segformer_b0 --reuse --runs 30`; `--stages report`.", "",
+        "Commands of this run, in order (`python benchmarks/int8.py` with; recorded by the script in "
+        f"{RUNS.relative_to(ROOT)}/commands.json): "
+        + ("; ".join(f"`{c}`" for c in _commands()) or "not recorded (a run before the command log)") + ".", "",
         "| model | target | float mIoU | fp32 file mIoU | PTQ mIoU | QAT mIoU | QAT - float | float fine-tuned like QAT | int8/fp32 size | int8/fp32 latency | goals (0.5 / 30% / 0.6x) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -274,6 +269,20 @@ def write_report(state: dict, args) -> None:
     write_text_atomic(RESULTS / "int8.md", "\n".join(lines) + "\n")
     controls = {path.stem[len("control_"):]: json.loads(path.read_text()) for path in sorted(RUNS.glob("control_*.json"))}
     write_json_atomic(RESULTS / "int8.json", {**state, "float_finetune_controls": controls})
+
+
+def _commands() -> list[str]:
+    path = RUNS / "commands.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def _log_command() -> None:
+    """Append this invocation's arguments to the run's command log, which the report lists."""
+    import sys
+
+    RUNS.mkdir(parents=True, exist_ok=True)
+    command = " ".join(sys.argv[1:]) or "(defaults)"
+    (RUNS / "commands.json").write_text(json.dumps(_commands() + [command], indent=1))
 
 
 def _measured_on(state: dict) -> dict:
@@ -307,6 +316,7 @@ def main() -> None:
     stages = args.stages.split(",")
     state_path = RUNS / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    _log_command()
     if "control" in stages:
         for name in args.models.split(","):
             control = float_control(name, RUNS / name / "best.safetensors", args)
