@@ -6,12 +6,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-import torch
-from torch import nn
 
-from edgeseg.models import create_model, tiny_config
-from edgeseg.quantization.tflite import export_program
-from edgeseg.quantization.tflite_quantizer import decompose_hard_activations
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+
+from edgeseg.models import create_model, tiny_config  # noqa: E402
+from edgeseg.quantization.tflite import export_program  # noqa: E402
+from edgeseg.quantization.tflite_quantizer import decompose_hard_activations  # noqa: E402
 
 HARD = {torch.ops.aten.hardswish.default, torch.ops.aten.hardsigmoid.default}
 
