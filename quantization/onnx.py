@@ -40,7 +40,8 @@ def export(graph, files: tuple[Path, ...], options) -> None:
         excluded = _export_fp32(graph, fp32, tuple(graph_path(layer) for layer in quant.keep_float))
         quantize_qdq(fp32, int8, graph.input_name, inputs, excluded)
         model = onnx.load(str(int8))
-        integer_islands(model)  # hard-swish, hard-sigmoid, resizes: int8 kernels in ONNX Runtime
+        integer_islands(model)  # hard-swish, hard-sigmoid, SE means: int8 kernels in ONNX Runtime
+        compact(model)  # no all-zero weight zero points, short tensor names: a smaller file
         entry = model.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, graph.metadata.to_json()
         onnx.checker.check_model(model)
@@ -222,3 +223,42 @@ def _float_resize(node) -> bool:
     """A Resize that ONNX Runtime runs in float whatever its Q/DQ (every mode but nearest)."""
     mode = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"nearest")
     return node.op_type == "Resize" and mode != b"nearest"
+
+
+def compact(model: onnx.ModelProto) -> dict[str, int]:
+    """Smaller int8 file, same graph, in place: drop the all-zero zero points of the int8 weights'
+    and int32 biases' DequantizeLinear (an absent zero point is 0 of the input's type), and give
+    the intermediate tensors short names (quantize_static's "<name>_DequantizeLinear_Output"
+    names and per-channel zero points are ~7% of a small model's int8 file: LR-ASPP-S 31% of
+    the fp32 size with them, under 30% without). Graph inputs and outputs keep their names."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    dropped = 0
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 3 or node.input[0] not in inits:
+            continue
+        if inits[node.input[0]].data_type not in (onnx.TensorProto.INT8, onnx.TensorProto.INT32):
+            continue
+        zero = inits.get(node.input[2])
+        if zero is not None and not np.any(onnx.numpy_helper.to_array(zero)):
+            del node.input[2:]
+            dropped += 1
+    used = {name for node in graph.node for name in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    fixed = {v.name for v in (*graph.input, *graph.output)}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in fixed:
+            return name
+        return names.setdefault(name, f"t{len(names):x}")
+
+    for tensor in graph.initializer:
+        tensor.name = short(tensor.name)
+    for node in graph.node:
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    del graph.value_info[:]
+    return {"zero_points_dropped": dropped, "renamed": len(names)}

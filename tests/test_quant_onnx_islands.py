@@ -52,7 +52,7 @@ def test_lraspp_int8_has_no_float_islands_and_same_outputs(tmp_path):
     import torch
 
     from edgeseg.checkpoint import load_model
-    from edgeseg.quantization.onnx import OPSET, integer_islands, pool_as_global, quantize_qdq
+    from edgeseg.quantization.onnx import OPSET, compact, integer_islands, pool_as_global, quantize_qdq
 
     net = load_model(tiny_checkpoint()).eval()
     sample = torch.rand(1, 3, *SIZE)
@@ -99,3 +99,13 @@ def test_lraspp_int8_has_no_float_islands_and_same_outputs(tmp_path):
         spread = float(old.max() - old.min())
         assert float(np.abs(new - old).max()) < 0.1 * spread
         assert np.mean(new.argmax(1) == old.argmax(1)) > 0.97
+
+    # Compacting (zero points of 0 dropped, short names) is smaller and computes the same, fused alike.
+    size = len(qdq.SerializeToString())
+    done = compact(qdq)
+    assert done["zero_points_dropped"] > 10 and len(qdq.SerializeToString()) < 0.95 * size
+    onnx.checker.check_model(qdq)
+    compacted, compacted_optimized = _session(qdq, tmp_path, "compacted", optimized=True)
+    assert sorted(n.op_type for n in compacted_optimized.graph.node) == sorted(n.op_type for n in optimized.graph.node)
+    for x in images:
+        np.testing.assert_array_equal(compacted.run(None, {"image": x})[0], rewritten.run(None, {"image": x})[0])
