@@ -42,6 +42,7 @@ def test_model_api_segmentation_model_agrees_with_the_runtime_on_photos(default_
 
     path, meta = default_xml
     seg = rt.load(path)
+    seg_f32 = rt.load(path, precision="fp32")
     height, width = meta.input_size
     for name in PHOTOS:
         image = photo(name)
@@ -58,6 +59,7 @@ def test_model_api_segmentation_model_agrees_with_the_runtime_on_photos(default_
         small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         mask, _ = model_api_mask(path, small)
         assert np.mean(mask == seg.predict(small)) >= 0.99, name
-        # At f32, as edgeseg.runtime computes, and at the model's size: the same mask.
+        # Both at f32 (edgeseg.runtime's default is the fastest precision the file records as
+        # verified: bf16 where it passed) and at the model's size: the same mask.
         mask, _ = model_api_mask(path, small, f32=True)
-        assert np.mean(mask == seg.predict(small)) >= 0.999, name
+        assert np.mean(mask == seg_f32.predict(small)) >= 0.999, name
