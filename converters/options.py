@@ -46,7 +46,7 @@ class ExportOptions:
             raise ConfigError(
                 f"target {spec.name} does not convert precision {self.precision!r}; it takes "
                 f"{', '.join(spec.precisions)}"
-                + (" (int8 comes with `edgeseg convert --precision int8` from edgeseg.quantization)"
+                + (f" (int8 files come from targets with an int8 module: {_int8_targets()})"
                    if self.precision == "int8" else "")
             )
         if self.precision == "int8" and self.quant is not None:
@@ -73,3 +73,9 @@ class ExportOptions:
             )
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 1):
             raise ConfigError(f"input size {self.input_size} must be (height, width), both >= 1")
+
+
+def _int8_targets() -> str:
+    from edgeseg.runtime.formats import targets
+
+    return ", ".join(name for name, fmt in targets().items() if "int8" in fmt.precisions)
