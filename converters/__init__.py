@@ -139,30 +139,28 @@ def convert(
 
 
 def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
-    """The edgeseg metadata stored in a converted file (any target, by suffix), as the runtime's
-    backend reads it (where the format cannot run here: as its converter module reads it)."""
+    """The edgeseg metadata stored in a converted file (any target, by suffix), read as the runtime
+    reads it (its backend and ``edgeseg.runtime.read_metadata``); where the format cannot run here
+    (CoreML off macOS), from the converter module's ``metadata_json(files)``."""
     path = Path(path)
     spec = next((s for s in TARGETS.values() if path.suffix == s.suffix), None)
     if spec is None:
         raise ConfigError(f"{path}: unknown suffix {path.suffix!r}; expected one of "
                           + ", ".join(s.suffix for s in TARGETS.values()))
-    text = _metadata_json(spec, spec.files(path))
-    if text is None:
-        raise ConfigError(f"{path} carries no edgeseg metadata; was it written by edgeseg convert?")
-    return ModelMetadata.from_json(text)
-
-
-def _metadata_json(spec: Format, files: tuple[Path, ...]) -> str | None:
-    """The edgeseg metadata JSON in ``files``: from the runtime backend that runs them (the one
-    reader), or, where it cannot run here (CoreML off macOS), the converter module's
-    ``metadata_json(files)``."""
+    missing = ConfigError(f"{path} carries no edgeseg metadata; was it written by edgeseg convert?")
     if not spec.runs_here():
-        return target_module(spec).metadata_json(files)
+        text = target_module(spec).metadata_json(spec.files(path))
+        if text is None:
+            raise missing
+        return ModelMetadata.from_json(text)
     from edgeseg.runtime.loader import _backend_class
+    from edgeseg.runtime.loader import read_metadata as runtime_metadata
 
-    backend = _backend_class(spec.backend_name)(files[0], threads=1)
+    backend = _backend_class(spec.backend_name)(path, threads=1)
     try:
-        return backend.metadata_json()
+        if backend.metadata_json() is None:  # the runtime would guess it (foreign files)
+            raise missing
+        return runtime_metadata(backend)
     finally:
         backend.close()
 

@@ -116,9 +116,10 @@ def test_rows_are_unique():
     assert list(formats.FORMATS) == ["onnx", "tflite", "coreml", "openvino", "checkpoint"]
 
 
-# Format knowledge outside the table: a suffix literal, or a tuple/list of target names.
+# Format knowledge outside the table: a suffix literal, or a sequence of two different target names.
 _SUFFIX = re.compile(r"""["'](\.onnx|\.tflite|\.xml|\.mlpackage|\.mlmodel)["']""")
-_TARGET_LIST = re.compile(r"""["'](onnx|tflite|coreml|openvino)["']\s*,\s*["'](onnx|tflite|coreml|openvino)["']""")
+_TARGET_LIST = re.compile(
+    r"""["'](onnx|tflite|coreml|openvino)["']\s*,\s*["'](?!\1["'])(onnx|tflite|coreml|openvino)["']""")
 
 
 def test_no_other_table_of_formats():
