@@ -20,6 +20,7 @@ for spinning on and off at each thread count. Writes benchmarks/results/ort_spin
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -104,7 +105,8 @@ def main() -> None:
         f"{MODEL}, {CLASSES} classes, {SIZE[0]}x{SIZE[1]}, 720p RGB frame; {args.rounds} rounds x "
         f"{args.iterations} interleaved iterations per session; medians. `other` = a fixed OpenCV/numpy "
         "workload run right after a model call; `alone` = the same after 50 ms idle; `frame` = "
-        "other + seg.predict (one application frame).",
+        f"other + seg.predict (one application frame). Load average at the end of the run: "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} (a shared machine).",
         "",
         "| threads | spinning | call (ms) | other after a call (ms) | other alone (ms) | other slowdown | frame (ms) |",
         "|---:|---|---:|---:|---:|---:|---:|",
