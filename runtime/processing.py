@@ -218,7 +218,9 @@ def argmax_upsampled(logits: np.ndarray, stride: int) -> np.ndarray:
     non-negative weights, so where those 4 samples have the same argmax class, so does the blend:
     only the tiles between samples of different classes (the class boundaries) are blended and
     reduced; every other pixel takes its tile's class. With integer strides every tile has the
-    same blend weights, so the blends of all boundary tiles are one batched matrix product."""
+    same blend weights, so all boundary tiles are blended together, a few whole-array passes.
+    Quantized logits may be passed raw: the blend and the argmax commute with the dequantization
+    (weights summing to 1, a positive scale)."""
     h, w, k = logits.shape
     s = stride
     flat = np.ascontiguousarray(logits, dtype=np.float32).reshape(h * w, k)
@@ -258,8 +260,8 @@ def argmax_upsampled(logits: np.ndarray, stride: int) -> np.ndarray:
 
 def _blend_argmax(values: np.ndarray, weights: np.ndarray, *, top: bool = False):
     """For ``values`` (n, 4 samples, C) and ``weights`` (P, 4): the index (n, P) of the largest
-    blended value (first wins ties), and with ``top`` that value too. One batched product makes
-    the C blended planes, then the planes' running maximum (OpenCV) picks the winner."""
+    blended value (first wins ties), and with ``top`` that value too: the C blended planes of all
+    tiles at once, then the planes' running maximum (OpenCV) picks the winner."""
     c, n = values.shape[2], values.shape[0]
     planes = np.ascontiguousarray(values.transpose(2, 0, 1)).reshape(c * n, 4)
     # Four multiply-adds, not a matrix product: an inner dimension of 4 gains nothing from BLAS,
