@@ -10,6 +10,9 @@ without fake quantization; ``report`` rewrites the report from saved results):
   then converted). Each file is scored by the harness (edgeseg.validate) on the held-out split
   against the float checkpoint; size on disk; latency of the model call (same backend, same
   run, fp32 and int8 interleaved, 1 thread, median).
+- latency: the fp32 and int8 (QAT) files converted at each ``--latency-sizes`` input size
+  (default 512x512,512x1024, the issue's sizes) and timed round robin; results in
+  runs/bench_int8/latency_<model>.json and a second table of the report.
 
 Writes benchmarks/results/int8.{md,json}.
 
@@ -96,6 +99,41 @@ def quant_model(name: str, checkpoint: Path, args) -> dict:
         row["targets"][target] = measure_files(files, checkpoint, errors, args)
         save(name, row, args)  # after each target: a run stopped early keeps what it measured
     return row
+
+
+def latency_sizes(name: str, args) -> dict:
+    """int8/fp32 latency at the issue's sizes (``--latency-sizes``, e.g. 512x512,512x1024): the fp32
+    file of the float checkpoint and the int8 file of the QAT checkpoint (the float one if there is
+    none), both converted at that input size, timed round robin in one run (1 thread, median of the
+    model call). Accuracy is the 128x256 table's: these files are only timed (8 calibration images,
+    the gate left open)."""
+    from edgeseg.converters import convert
+    from edgeseg.quantization.options import QuantOptions
+    from edgeseg.validate.bench import bench
+
+    checkpoint, qat = RUNS / name / "best.safetensors", RUNS / name / "qat.safetensors"
+    source = qat if qat.exists() else checkpoint
+    quant = QuantOptions(calib_size=8, max_miou_drop=100.0, min_agreement=0.0, gate_images=4,
+                         reference=str(checkpoint) if source == qat else None)
+    path = RUNS / f"latency_{name}.json"
+    result = json.loads(path.read_text()) if path.exists() else {}
+    out = RUNS / name / "files"
+    out.mkdir(parents=True, exist_ok=True)
+    for size in args.latency_sizes.split(","):
+        height, width = map(int, size.split("x"))
+        for target in args.targets.split(","):
+            files = {}
+            for kind, src, precision, options in (("fp32", checkpoint, "fp32", None), ("int8", source, "int8", quant)):
+                files[kind] = out / f"{target}_{kind}_{size}{TARGETS[target]}"
+                if not (args.reuse and files[kind].exists()):
+                    convert(src, target, precision=precision, quant=options, input_size=(height, width), out=files[kind])
+            timing = bench([files["fp32"], files["int8"]], threads=1, warmup=3, runs=args.runs, cold_start=False)
+            fp32, int8 = (timed.model_call.p50 for timed in timing.files)
+            result.setdefault(size, {})[target] = {"fp32_ms": fp32, "int8_ms": int8, "ratio": int8 / fp32,
+                                                   "int8_from": source.name}
+            path.write_text(json.dumps(result, indent=1))
+            print(name, size, target, result[size][target], flush=True)
+    return result
 
 
 def save(name: str, row: dict, args) -> None:
@@ -204,15 +242,46 @@ NOTES = [
     "- LR-ASPP MobileNetV3 (depthwise convolutions, hard-swish, squeeze-excitation) is where int8 gains "
     "least. OpenVINO: the runtime runs an int8 IR's float ops at f32, as they were calibrated and gated, "
     "not at the bf16 this CPU would pick. ONNX Runtime: the int8 activations are uint8 (U8S8, the "
-    "pair its x86 kernels take; int8 activations ran at 1.43x), and the rest is ops ONNX Runtime has no "
-    "int8 kernel for: in its profile of the int8 file QLinearConv took 53% of the time and the float "
-    "islands around hard-swish (HardSigmoid + Mul), the squeeze-excitation ReduceMean and the resizes, with "
-    "their DequantizeLinear/QuantizeLinear, about 40%. LiteRT: edgeseg annotates hard-swish, "
+    "pair its x86 kernels take; int8 activations ran at 1.43x); before issue 15 the float islands around "
+    "hard-swish (HardSigmoid + Mul), the squeeze-excitation ReduceMean and the resizes, with their "
+    "DequantizeLinear/QuantizeLinear, took about 40% of the int8 file's time (next bullet). LiteRT: edgeseg annotates hard-swish, "
     "hard-sigmoid, residual adds and resizes for int8 (litert-torch's quantizer left them float: "
     "QUANTIZE/DEQUANTIZE pairs 40 -> 18, the rest on 1x1 squeeze-excitation gates), yet LiteRT's int8 "
     "MobileNetV3 stayed slower than its fp32 one on an AVX-512 CPU: XNNPACK runs the fp32 graph as one "
     "delegate partition and the int8 graph as 21, the builtin int8 kernels without XNNPACK were slower than "
     "fp32 too (25.3 vs 22.8 ms), and at 512x1024 int8 was still 1.23x.",
+    "- ONNX Runtime, issue 15 (quantization/onnx.py): SE ReduceMean -> GlobalAveragePool (a float rewrite, "
+    "same outputs: QLinearGlobalAveragePool), hard-sigmoid and hard-swish as an Add quantized onto the clip "
+    "range (scale 1/(255 alpha), zero point 0) read back on a 1/255 grid (QLinearAdd, then QLinearMul for "
+    "hard-swish), the final logits upsample without its Q/DQ round trip, the RGB stem conv float (ORT's "
+    "3-channel int8 conv ran at 2x its float NCHWc time, 18% of the int8 file), all-zero weight zero points "
+    "dropped and short tensor names (LR-ASPP-S file 31% -> 28% of fp32). ORT's optimized graph now has no "
+    "DequantizeLinear -> float op -> QuantizeLinear but the head's bilinear Resize (ORT keeps the Q/DQ of a "
+    "linear Resize even with equal scales, and its uint8 linear Resize ran 4x slower than the float one: "
+    "92 vs 24 ms, 19x64x64 -> 512x512). Random-init LR-ASPP-L 512x512: 1.40x -> 0.78x of fp32 (loaded "
+    "machine). What keeps LR-ASPP-S at 0.81x (ORT profiler, 512x512, 1 thread, quiet moment, kernel time): "
+    "int8 43.1 ms = QLinearConv 34%, final float bilinear upsample 22% (9.7 ms; the fp32 file's NCHWc "
+    "upsample + reorder 12.7 ms: the same work), QLinearMul 15% (hard-swish multiply; fused into the conv in "
+    "fp32; MLAS's QLinearMul ran 3x slower than QLinearAdd per element), QuantizeLinear of the float stem's "
+    "output 7%; fp32 50.1 ms = Conv (with its fused activations) 59%, upsample 17%, reorders 16%. The int8 "
+    "convolutions are 2x faster than the float ones (14.5 vs 29.5 ms); the rest has no faster int8 kernel "
+    "in ORT 1.32, so 0.6x is out of reach there.",
+    "- Rows: lraspp_mobilenetv3_large's are the previous committed run's (runs/bench_int8/quant.json, restored "
+    "from it; its checkpoint is not on this machine), measured before the issue-15 ONNX rewrites; "
+    "lraspp_mobilenetv3_small was trained for this run (915 of 1500 planned steps in the 25-minute cap on a "
+    "machine shared with five other jobs: its schedule did not anneal to zero, so QAT's 32 extra steps also "
+    "train it, hence QAT above float).",
+    "- OpenVINO, issue 15 (PERF_COUNT profile of the int8 IR, LR-ASPP-S 512x512, f32 hint, 1 thread): every "
+    "convolution, group convolution, SE ReduceMean/Multiply and residual Add runs int8 (AMX/VNNI "
+    "kernels); f32 are the two bilinear Interpolates (31% of the int8 time; the head Add's output is "
+    "already FakeQuantized by NNCF and the CPU plugin still interpolates in f32), the final blocked -> "
+    "planar Reorder of the logits (15%) and the input FakeQuantize: the upsample + reorder are the same work "
+    "in the fp32 file (38% of it), which bounds the ratio. Kernel time int8/fp32 0.56x; the compiled models "
+    "alone (shared I/O) 0.76x at 512x512 and 0.65x at 512x1024; edgeseg's runtime (which copies the input "
+    "and the 9x512x512 logits, issue 15 item 4) 0.72x. NNCF's PERFORMANCE preset (symmetric activations) "
+    "was no faster; with a bf16 hint the fp32 file runs AMX bf16 and int8 is 0.99x of it. With 19 classes "
+    "the logits reorder falls to OpenVINO's reference kernel (19 pads to 32): 140 ms, 44% of LR-ASPP-L int8 "
+    "at 512x512, in both files.",
     "- OpenVINO int8 leaves matmul inputs float (weights int8): with int8 linear inputs SegFormer lost 4.9 "
     "points (quantization/openvino.py), and the int8 graph comes from torch.export like the fp32 file "
     "(from the TorchScript frontend's ScaledDotProductAttention op it ran at 0.79x instead of 0.48x).",
@@ -264,11 +333,22 @@ def write_report(state: dict, args) -> None:
                 f"{_f(drop, '+.2f')} | {_f(control.get('miou'))} | {_f(size and 100 * size, '.0f')}% | {_f(lat, '.2f')}x | "
                 f"{' / '.join('yes' if g else 'MISS' for g in goals)} |"
             )
+    latency = {path.stem[len("latency_"):]: json.loads(path.read_text()) for path in sorted(RUNS.glob("latency_*.json"))}
+    if latency:
+        lines += ["", "Latency at the issue's sizes (fp32 file of the float checkpoint, int8 file of the QAT "
+                  "checkpoint, each converted at that size; 1 thread, median model call, round robin; "
+                  "`--stages latency --latency-sizes 512x512,512x1024`):", "",
+                  "| model | input | target | fp32 ms | int8 ms | int8/fp32 | goal 0.6x |", "|---|---|---|---|---|---|---|"]
+        for name, sizes in latency.items():
+            for size, targets in sizes.items():
+                for target, t in targets.items():
+                    lines.append(f"| {name} | {size} | {target} | {t['fp32_ms']:.1f} | {t['int8_ms']:.1f} | "
+                                 f"{t['ratio']:.2f}x | {'yes' if t['ratio'] <= 0.6 else 'MISS'} |")
     lines += ["", "Raw numbers (sizes in bytes, latencies in ms, errors of files that failed): `int8.json`.", ""]
     lines += summary(state) + NOTES
     write_text_atomic(RESULTS / "int8.md", "\n".join(lines) + "\n")
     controls = {path.stem[len("control_"):]: json.loads(path.read_text()) for path in sorted(RUNS.glob("control_*.json"))}
-    write_json_atomic(RESULTS / "int8.json", {**state, "float_finetune_controls": controls})
+    write_json_atomic(RESULTS / "int8.json", {**state, "float_finetune_controls": controls, "latency_sizes": latency})
 
 
 def _commands() -> list[str]:
@@ -312,6 +392,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--reuse", action="store_true", help="Keep files (and the QAT checkpoint) an earlier run wrote.")
+    parser.add_argument("--latency-sizes", default="512x512,512x1024",
+                        help="Stage latency: HxW input sizes the fp32 and int8 files are converted at and timed.")
     args = parser.parse_args()
     stages = args.stages.split(",")
     state_path = RUNS / "state.json"
@@ -333,6 +415,10 @@ def main() -> None:
         for name in args.models.split(","):
             # One file per model (apart from state.json): models may be benchmarked by parallel runs.
             quant_model(name, RUNS / name / "best.safetensors", args)
+    if "latency" in stages:
+        for name in args.models.split(","):
+            latency_sizes(name, args)
+        write_report({**state, "quant": collect_quant()}, args)
 
 
 def collect_quant() -> dict:
