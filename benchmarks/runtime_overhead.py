@@ -19,6 +19,7 @@ benchmarks/results/runtime_overhead.{md,json}.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -176,7 +177,8 @@ def main() -> None:
         f"{MODEL}, {CLASSES} classes, {SIZE[0]}x{SIZE[1]} input, {FRAME[1]}x{FRAME[0]} RGB frame, "
         f"threads={args.threads}, {args.rounds} rounds over all files of {args.iterations} interleaved "
         "iterations each; times are medians over every iteration. "
-        f"Budget: pre+post adds at most {BUDGET:.0%}.",
+        f"Budget: pre+post adds at most {BUDGET:.0%}. Load average at the end of the run: "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} (a shared machine: compare rows, not runs).",
         "",
         "| file | backend | layout | argmax | output | predict (ms) | invoke (ms) | pre (ms) | post (ms) | overhead | per round | within budget | mask = full-res file |",
         "|---|---|---|---|---|---:|---:|---:|---:|---:|---|---|---:|",
