@@ -277,8 +277,10 @@ NOTES = [
     "already FakeQuantized by NNCF and the CPU plugin still interpolates in f32), the final blocked -> "
     "planar Reorder of the logits (15%) and the input FakeQuantize: the upsample + reorder are the same work "
     "in the fp32 file (38% of it), which bounds the ratio. Kernel time int8/fp32 0.56x; the compiled models "
-    "alone (shared I/O) 0.76x at 512x512 and 0.65x at 512x1024; edgeseg's runtime (which copies the input "
-    "and the 9x512x512 logits, issue 15 item 4) 0.72x. NNCF's PERFORMANCE preset (symmetric activations) "
+    "alone (shared I/O) 0.76x at 512x512 and 0.65x at 512x1024, through edgeseg's runtime 0.78x and 0.66x "
+    "(table above). The bilinear upsample of 9 classes runs in the channels-last layout (acdb) in both files "
+    "and dominates at 128x256 (73% of the int8 kernel time: the 128x256 row's 1.00x); forcing planar "
+    "layouts through the CPU plugin's InputMemoryFormats/OutputMemoryFormats rt_info changed nothing. NNCF's PERFORMANCE preset (symmetric activations) "
     "was no faster; with a bf16 hint the fp32 file runs AMX bf16 and int8 is 0.99x of it. With 19 classes "
     "the logits reorder falls to OpenVINO's reference kernel (19 pads to 32): 140 ms, 44% of LR-ASPP-L int8 "
     "at 512x512, in both files.",
