@@ -224,7 +224,7 @@ def argmax_upsampled(logits: np.ndarray, stride: int) -> np.ndarray:
     h, w, k = logits.shape
     s = stride
     flat = np.ascontiguousarray(logits, dtype=np.float32).reshape(h * w, k)
-    small = (np.argmax(flat, axis=1) if k > 1 else np.zeros(h * w, np.intp)).astype(np.uint8).reshape(h, w)
+    small = argmax_classes(flat.reshape(h, w, k), 2).astype(np.uint8, copy=False).reshape(h, w)
     # Tile (t, u) lies between samples t-1, t (rows) and u-1, u (columns), edges replicated: the
     # graph clamps there. Tile t starts at output row t * s - offset.
     corner = np.pad(small, 1, mode="edge")
