@@ -342,7 +342,10 @@ def main() -> None:
 
         data = json.loads((RESULTS / "limits.json").read_text())
         args.runs, args.warmup, args.calib_size = data["runs"], data["warmup"], data["calib_size"]
-        write_report(data["peaks"], data["rows"], data["failed"], args, data["environment"], data.get("load"))
+        for row in data["rows"]:  # against the peaks the JSON holds now (measured again, say)
+            row["percent_of_peak"] = 100 * row["gmac_per_s"] / data["peaks"][row["peak"]]
+        write_report(data["peaks"], data["rows"], data["failed"], args, data["environment"], data.get("load"),
+                     {k: data[k] for k in ("peaks_under_load", "peaks_note") if k in data})
         return
 
     import torch
@@ -391,7 +394,8 @@ def main() -> None:
         write_report(peak, rows, errors, args)  # after every model: a partial run still reports
 
 
-def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = None, load=None) -> None:
+def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = None, load=None,
+                 kept: dict | None = None) -> None:
     from edgeseg.fileio import write_json_atomic, write_text_atomic
     from edgeseg.validate.environment import describe, environment
 
@@ -399,7 +403,7 @@ def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = 
     load = load or list(os.getloadavg())
     report = {"input_size": SIZE, "classes": CLASSES, "threads": 1, "runs": args.runs, "warmup": args.warmup,
               "calib_size": args.calib_size, "peaks": peak, "rows": rows, "failed": errors, "environment": env,
-              "load": load}
+              "load": load, **(kept or {})}
     lib = ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in peak["libraries"].items())
     lines = [
         "# Limits: each file against this CPU's peaks, beside the stock recipes",
@@ -417,7 +421,7 @@ def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = 
         "convolutions reach a few % of such a peak. Load average at the end of the run: "
         f"{', '.join(f'{v:.1f}' for v in load)} on 2 cores shared with other jobs: the peaks (a 2-50 ms "
         "matmul, best of 15) and the times are depressed and noisy; compare rows of one model (timed "
-        "round robin), not absolute figures.",
+        "round robin), not absolute figures." + (f" Note: {kept['peaks_note']}." if kept and "peaks_note" in kept else ""),
         "",
         "| model | backend | precision | recipe | ms | GMAC | GMAC/s | % of peak (which) |",
         "|---|---|---|---|---:|---:|---:|---:|",
