@@ -50,3 +50,18 @@ def test_lraspp_export_graph_has_no_hard_activations_and_same_logits():
         x = 2 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             torch.testing.assert_close(program(image=x)["logits"], model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_input_normalization_becomes_one_depthwise_conv_with_the_same_logits():
+    from edgeseg.converters.wrapper import ExportWrapper
+
+    model = create_model("lraspp_mobilenetv3_small", num_classes=5, **tiny_config("lraspp_mobilenetv3_small")).eval()
+    wrapper = ExportWrapper(model, model.metadata.replace(include_preprocess=True, layout="nhwc", input_size=(64, 64))).eval()
+    pixels = torch.randint(0, 256, (1, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    program = export_program(wrapper, SimpleNamespace(output_names=("logits",), input_name="image", sample=pixels))
+    calls = [n for n in program.graph.nodes if n.op == "call_function"]
+    first_conv = next(n for n in calls if n.target == torch.ops.aten.conv2d.default)
+    assert first_conv.args[-1] == 3  # groups: the per-channel x * scale + shift, before the stem
+    assert first_conv.args[0].target == torch.ops.aten.to.dtype  # reads the cast pixels directly
+    with torch.no_grad():
+        torch.testing.assert_close(program(image=pixels)["logits"], wrapper(pixels), rtol=1e-4, atol=1e-5)
