@@ -283,8 +283,9 @@ NOTES = [
     "output 7%; fp32 50.1 ms = Conv (with its fused activations) 59%, upsample 17%, reorders 16%. The int8 "
     "convolutions are 2x faster than the float ones (14.5 vs 29.5 ms); the rest has no faster int8 kernel "
     "in ORT 1.32, so 0.6x is out of reach there.",
-    "- Rows: lraspp_mobilenetv3_large's are the previous committed run's (runs/bench_int8/quant.json, restored "
-    "from it; its checkpoint is not on this machine), measured before the issue-15 ONNX rewrites; "
+    "- Rows: lraspp_mobilenetv3_large's and segformer_b0's are the previous committed run's "
+    "(runs/bench_int8/quant.json, restored from it; their checkpoints are not on this machine), measured "
+    "before issue 15's ONNX and LiteRT rewrites (which touch MobileNetV3's ops, none of SegFormer-B0's); "
     "lraspp_mobilenetv3_small was trained for this run (915 of 1500 planned steps in the 25-minute cap on a "
     "machine shared with five other jobs: its schedule did not anneal to zero, so QAT's 32 extra steps also "
     "train it, hence QAT above float).",
