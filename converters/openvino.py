@@ -55,6 +55,7 @@ def record_precisions(xml: Path, graph):
     goes to ``extra["precision_checks"]``. int8 files (written by edgeseg.quantization) record
     nothing: their accuracy gate ran at f32."""
     from edgeseg.converters.verify import TOLERANCES, compare_outputs, graph_input, sample_images
+    from edgeseg.runtime.openvino import OpenVinoBackend
 
     meta = graph.metadata
     if meta.precision not in ("fp32", "fp16"):
@@ -71,13 +72,10 @@ def record_precisions(xml: Path, graph):
             with torch.no_grad():
                 outs = [graph.module(torch.from_numpy(x)) for x in inputs]
             reference = [[o.numpy()] if isinstance(o, torch.Tensor) else [t.numpy() for t in o] for o in outs]
-        compiled = core.compile_model(core.read_model(str(xml)), "CPU",
-                                      {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": 1})
-        request = compiled.create_infer_request()
-        got = []
-        for x in inputs:
-            request.infer({0: x})
-            got.append([np.array(request.get_output_tensor(i).data) for i in range(len(graph.output_names))])
+        # The runtime's own backend (the code that ships) at that precision; the file has no
+        # edgeseg metadata yet, so the backend class is used without the loader's metadata step.
+        backend = OpenVinoBackend(xml, threads=1, precision=precision)
+        got = [[np.array(out) for out in backend.run(x).values()] for x in inputs]
         agreement = min(c.agreement for c in compare_outputs(reference, got, graph.output_names, meta))
         checks[precision] = round(agreement, 6)
         if agreement >= TOLERANCES["fp16"].min_agreement:
