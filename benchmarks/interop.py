@@ -259,8 +259,9 @@ resamples its own way, and these checkpoints are sensitive to it:
   model's `runtime_options` and per-layer `disable_fp16_compression` are not read from an IR);
   `OpenvinoAdapter(..., plugin_config={"INFERENCE_PRECISION_HINT": "f32"})` does.
 - How much a resampling difference moves the mask depends on the model, not on the file. These
-  checkpoints learned only synthetic street scenes; the longer they trained, the more they read
-  texture: on the same photos, LR-ASPP-S after 300 steps (validation mIoU 36.9) agreed with
+  checkpoints learned only synthetic street scenes, and the longer they trained the less the
+  consumers agree with edgeseg (most likely because they read fine texture, which two resamplers
+  alias differently; not isolated further): on the same photos, LR-ASPP-S after 300 steps (validation mIoU 36.9) agreed with
   MediaPipe on 91.7% of pixels at worst and after 915 steps (63.1) on 74.6%; SegFormer-B0 after
   300 steps at 128x128 on 99.2% and after 626 steps (52.5) on 86.7% (the earlier checkpoints'
   numbers are from this benchmark's previous run, commit ed606b9). The held-out in-domain frames,
