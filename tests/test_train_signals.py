@@ -37,3 +37,50 @@ def test_training_gives_the_callers_sigchld_handler_back(tmp_path, monkeypatch):
         assert signal.getsignal(signal.SIGCHLD) is not _marker
     finally:
         signal.signal(signal.SIGCHLD, previous)
+
+
+FORKS = r"""
+import os, sys, time, signal
+import cv2, numpy as np
+from edgeseg.train.batches import fork_safe_opencv, worker_init
+if sys.argv[1] == "guarded":
+    fork_safe_opencv()
+cv2.setNumThreads(4)
+image = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)
+hung = 0
+forks, patience = (8, 5.0) if sys.argv[1] == "guarded" else (4, 1.0)
+for _ in range(forks):
+    for _ in range(3):
+        cv2.GaussianBlur(image, (5, 5), 0)  # the parent's pool threads are up and waiting
+    pid = os.fork()
+    if pid == 0:
+        worker_init(0)  # what a loader worker does first
+        cv2.resize(image, (300, 300))
+        os._exit(0)
+    start = time.time()
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.time() - start > patience:
+            hung += 1
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.01)
+print(hung, cv2.getNumThreads())
+"""
+
+
+@pytest.mark.parametrize("mode", ["guarded", "bare"])
+def test_forked_loader_workers_do_not_inherit_a_busy_opencv_pool(mode):
+    # A forked child inherits OpenCV's pool locks without the threads; its first pool call waited
+    # forever (a CI run hung in two loader tests). The guard shrinks the pool across each fork.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FORKS, mode], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    hung, threads = map(int, done.stdout.split())
+    assert threads == 4  # the parent keeps its own thread count
+    if mode == "guarded":
+        assert hung == 0
+    else:  # what the guard prevents, shown on this machine (a fork can miss the race)
+        assert hung > 0

@@ -122,6 +122,40 @@ def worker_init(_: int) -> None:
     cv2.setNumThreads(1)
 
 
+_FORK_GUARD: list[int] = []  # the parent's OpenCV thread count across one fork; [] = guard not installed
+
+
+def fork_safe_opencv() -> None:
+    """Make forking loader workers safe when the parent has used OpenCV's thread pool.
+
+    A forked child inherits the pool's locks and condition variables as some thread held or waited
+    on them, without the threads: its first pool call (``worker_init``'s ``setNumThreads``, or any
+    parallel OpenCV op) could wait forever (reproduced: 18 of 20 forks hung after the parent ran a
+    multithreaded resize). Before every fork of this process the pool is shrunk to one thread (no
+    pool threads left to copy) and restored in the parent right after; children start single-
+    threaded, which is what ``worker_init`` asks for. Installed once per process."""
+    import os
+
+    try:
+        import cv2
+    except ImportError:
+        return
+    if _FORK_GUARD or not hasattr(os, "register_at_fork"):
+        return
+    _FORK_GUARD.append(0)
+
+    def before() -> None:
+        _FORK_GUARD[0] = cv2.getNumThreads()
+        if _FORK_GUARD[0] > 1:
+            cv2.setNumThreads(1)
+
+    def after_in_parent() -> None:
+        if _FORK_GUARD[0] > 1:
+            cv2.setNumThreads(_FORK_GUARD[0])
+
+    os.register_at_fork(before=before, after_in_parent=after_in_parent)
+
+
 def next_batch(iterator: Iterator):
     """``next(iterator)`` of a DataLoader; a dataset error raised in a loader worker (a bad mask
     value, a missing file) is raised again as itself with its own message: PyTorch pastes the

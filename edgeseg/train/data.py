@@ -135,8 +135,10 @@ def train_loader(domain: DomainData, transform: Any, *, batch_size: int, seed: i
     int64 masks). ``start_method`` (e.g. "forkserver") starts the workers without forking a
     process that holds threads a fork would copy mid-lock (JAX, which litert-torch imports).
     """
-    from edgeseg.train.batches import CollateCrops, CropItems, worker_init
+    from edgeseg.train.batches import CollateCrops, CropItems, fork_safe_opencv, worker_init
 
+    if workers:
+        fork_safe_opencv()
     sampler = StepBatchSampler(len(domain.train), batch_size=batch_size, seed=seed, domain=domain.name,
                                start_step=start_step, rank=rank, world_size=world_size)
     collate = (CollateCrops(transform.mean, transform.std, jitter=getattr(transform, "color_jitter", 0) > 0)
@@ -169,6 +171,10 @@ def eval_loader(domain: DomainData, transform: Any, *, batch_size: int, limit: i
     if total == 0:
         raise ConfigError(f"domain {domain.name!r} has no validation samples; evaluation needs some")
     indices = list(range(rank, total, world_size))
+    if workers:
+        from edgeseg.train.batches import fork_safe_opencv
+
+        fork_safe_opencv()
     return DataLoader(_Subset(domain.val, indices, transform), batch_size=batch_size, num_workers=workers)
 
 
