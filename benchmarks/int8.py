@@ -36,6 +36,13 @@ MODELS = ("lraspp_mobilenetv3_large", "segformer_b0")
 TARGETS = {"tflite": ".tflite", "openvino": ".xml", "onnx": ".onnx"}
 SIZE = (128, 256)
 HELD_OUT = "synthetic:test"  # the test split: never seen by training, calibration or QAT
+# A multi-domain model trains one head per synthetic domain: a fine label space (9 classes) and a
+# coarse one (6), so each head is gated on its own classes.
+MULTI_DOMAIN_DATA = ("synthetic:night", "synthetic:coarse")
+
+
+def training_data(name: str) -> tuple[str, ...]:
+    return MULTI_DOMAIN_DATA if name.startswith("multidomain_") else ("synthetic",)
 
 
 def train_models(names: list[str], minutes: float, steps: int | None) -> dict:
@@ -46,8 +53,8 @@ def train_models(names: list[str], minutes: float, steps: int | None) -> dict:
     out = {}
     for name in names:
         cfg = TrainConfig(
-            model=name, data=("synthetic",), data_options={"size": list(SIZE), "length": 20_000 if steps else 2000},
-            size=SIZE, optimizer="adamw", lr=4e-3 if name.startswith("lraspp") else 1e-3, weight_decay=1e-4,
+            model=name, data=training_data(name), data_options={"size": list(SIZE), "length": 20_000 if steps else 2000},
+            size=SIZE, optimizer="adamw", lr=4e-3 if "lraspp_mobilenetv3" in name else 1e-3, weight_decay=1e-4,
             schedule="poly", warmup_steps=min(100, steps // 20) if steps else 30, scale_range=(0.75, 1.5),
             iters=steps or 100_000, max_minutes=minutes, batch_size=8, workers=0 if steps else 1, eval_every=0,
             eval_limit=50, checkpoint_every=100, seed=0, out=str(RUNS / name),
@@ -428,8 +435,10 @@ def main() -> None:
         write_report({**state, "quant": collect_quant()}, args)
     if "train" in stages:
         RUNS.mkdir(parents=True, exist_ok=True)
-        state["train"] = {**state.get("train", {}),
-                          **train_models(args.models.split(","), args.minutes, args.steps)}
+        trained = train_models(args.models.split(","), args.minutes, args.steps)
+        # Read again: a parallel run over other models may have written its own entries meanwhile.
+        state = json.loads(state_path.read_text()) if state_path.exists() else {}
+        state["train"] = {**state.get("train", {}), **trained}
         state_path.write_text(json.dumps(state, indent=1))
     if "quant" in stages:
         for name in args.models.split(","):

@@ -41,7 +41,8 @@ def conv_bn_pairs(model: nn.Module, sample: torch.Tensor) -> list[tuple[str, str
             handles.append(module.register_forward_pre_hook(bn_hook(name)))
     try:
         with torch.no_grad():
-            model.eval()(sample)
+            model.eval()
+            getattr(model, "forward_all", model)(sample)  # a multi-domain model: every head
     finally:
         for h in handles:
             h.remove()

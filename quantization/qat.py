@@ -133,27 +133,25 @@ def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, pro
 
     torch.manual_seed(cfg.seed)
     model = load_model(checkpoint)
-    if model.metadata.domains:
-        raise ConfigError(
-            f"QAT of a multi-domain model ({model.metadata.model}) is not supported yet: its fine-tuning "
-            "would need every domain's data and MixLoss. Convert it with post-training int8 instead "
-            "(edgeseg convert --precision int8 [--domain NAME]), which calibrates on and gates every domain"
-        )
     check_layers(model, keep_float)
     target = "tflite" if cfg.target == "all" else cfg.target
     # The fake-quantized graph trains on the loader's normalized NCHW batches: no pixel
     # preprocessing or NHWC input inside it, whatever the target's file defaults are (the int8
     # file written afterwards takes the target's own defaults).
     training_io = ExportOptions(target, "fp32", layout="nchw", include_preprocess=False)
+    # A multi-domain model trains as the file with every head: one graph, one output per domain.
     graph = build_graphs(model, training_io, TARGETS[target])[0]
     batches, steps_per_epoch, total_steps = _fine_tuning_batches(cfg, graph.metadata, setup, dist_info)
+    domains = max(1, len(graph.metadata.domains))
     trainee, pairs = (model, []) if cfg.scheme == "coreml" else folded_copy(model, graph.sample)
     if pairs:
         graph = build_graphs(trainee, training_io, TARGETS[target])[0]
     fused = conv_bn_pairs(model, graph.sample) if cfg.scheme == "coreml" else []
     graph.module.to(setup.device)
     graph = replace(graph, sample=graph.sample.to(setup.device))
-    fake_quant = _prepare(graph, cfg.scheme, keep_float, cfg.batch_size)
+    # One forward per step over every domain's batch together (the encoder sees them all, as in
+    # training); each head's loss is taken on its own domain's images.
+    fake_quant = _prepare(graph, cfg.scheme, keep_float, cfg.batch_size * domains)
     trainable: nn.Module = fake_quant
     if dist_info.enabled:
         ids = [setup.device.index] if setup.device.type == "cuda" else None
@@ -162,7 +160,7 @@ def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, pro
     losses = train_steps(trainable, batches, cfg, total_steps, steps_per_epoch, setup,
                          nhwc=graph.metadata.layout == "nhwc", progress=progress)
     seconds = time.perf_counter() - t0
-    images_per_s = total_steps * cfg.batch_size * dist_info.world_size / seconds if seconds > 0 else 0.0
+    images_per_s = total_steps * cfg.batch_size * domains * dist_info.world_size / seconds if seconds > 0 else 0.0
     fake_quant.cpu()
     trainee.cpu()
     _copy_weights(fake_quant, trainee, fused)
@@ -178,42 +176,95 @@ def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, pro
     return QatResult(path, total_steps, seconds, losses, images_per_s, setup.device.type, model)
 
 
+def domain_training_specs(train_data: str, meta) -> list[tuple[str | None, str]]:
+    """(head, dataset spec with split) per head QAT fine-tunes: ``[(None, train_data)]`` for a
+    single-domain model. A multi-domain model needs each head's own labelled data: the bare
+    ``synthetic[:split]`` spec gives each head its synthetic domain (``synthetic_night`` ->
+    ``synthetic:night:split``); other data is given per head as ``HEAD=SPEC,HEAD=SPEC``."""
+    from edgeseg.quantization.calibration import domain_specs, split_spec
+
+    heads = tuple(d.name for d in meta.domains)
+    if not heads:
+        if "=" in train_data:
+            raise ConfigError(f"--train-data {train_data!r}: HEAD=SPEC pairs are for multi-domain models; "
+                              f"{meta.model} has one head, give one spec such as synthetic:train")
+        return [(None, train_data)]
+    if "=" not in train_data:
+        name, split = split_spec(train_data)
+        specs = domain_specs(name, meta)
+        if name == "synthetic" and len(specs) == len(heads):
+            return [(h, f"{s}:{split}") for h, s in zip(heads, specs)]
+        raise ConfigError(
+            f"--train-data {train_data!r}: {meta.model} has {len(heads)} heads ({', '.join(heads)}), each "
+            "with its own label space, so QAT needs labelled data per head: give HEAD=SPEC pairs, e.g. "
+            + ",".join(f"{h}=folder:/data/{h}:train" for h in heads)
+        )
+    given: dict[str, str] = {}
+    for part in train_data.split(","):
+        head, sep, spec = part.partition("=")
+        head, spec = head.strip(), spec.strip()
+        if not sep or not spec or head not in heads or head in given:
+            problem = ("is not HEAD=SPEC" if not sep or not spec else
+                       f"names {head!r} twice" if head in given else f"names {head!r}, not one of its heads")
+            raise ConfigError(f"--train-data {train_data!r} {problem}; {meta.model}'s heads are "
+                              f"{', '.join(heads)}: give one HEAD=SPEC pair for each")
+        given[head] = spec
+    missing = [h for h in heads if h not in given]
+    if missing:
+        raise ConfigError(f"--train-data {train_data!r} gives no data for head(s) {', '.join(missing)}; "
+                          "add a HEAD=SPEC pair for each (MixLoss trains every head at every step)")
+    return [(h, given[h]) for h in heads]
+
+
 def _fine_tuning_batches(cfg: QatConfig, meta, setup, dist_info):
     """Endless fine-tuning batches on ``setup.device`` from the training data path, this rank's
-    share of each step; and the steps per epoch and in total."""
+    share of each step (one batch per head of a multi-domain model, in domain order); and the
+    steps per epoch (over the largest domain's images) and in total."""
     from edgeseg.data.transforms import EvalTransform, TrainTransform
     from edgeseg.quantization.calibration import open_dataset, split_spec, spread_indices
     from edgeseg.train.batches import DeviceBatches, PixelStage
     from edgeseg.train.data import DomainData, train_loader
 
-    name, split = split_spec(cfg.train_data)
-    dataset = open_dataset(name, split, meta.input_size, cfg.train_images)
-    if cfg.train_images is not None:
-        if len(dataset) < cfg.train_images:
-            raise ConfigError(
-                f"{cfg.train_data!r} holds {len(dataset)} images, fewer than --train-images {cfg.train_images}; "
-                "lower --train-images, or leave it out to fine-tune on the whole split"
-            )
-        dataset = _Picked(dataset, spread_indices(len(dataset), cfg.train_images))
     world_batch = cfg.batch_size * dist_info.world_size
-    if len(dataset) < world_batch:
-        raise ConfigError(
-            f"{len(dataset)} fine-tuning images cannot fill one step of {world_batch} "
-            f"(--batch-size {cfg.batch_size} x {dist_info.world_size} processes); lower --batch-size or add images"
-        )
+    datasets = []
+    for head, spec in domain_training_specs(cfg.train_data, meta):
+        name, split = split_spec(spec)
+        dataset = open_dataset(name, split, meta.input_size, cfg.train_images)
+        if head is not None and dataset.classes and len(dataset.classes) != len(meta.domain_info(head).classes):
+            raise ConfigError(
+                f"{spec!r} has {len(dataset.classes)} classes but head {head!r} predicts "
+                f"{len(meta.domain_info(head).classes)}; give that head data in its own label space"
+            )
+        if cfg.train_images is not None:
+            if len(dataset) < cfg.train_images:
+                raise ConfigError(
+                    f"{spec!r} holds {len(dataset)} images, fewer than --train-images {cfg.train_images}; "
+                    "lower --train-images, or leave it out to fine-tune on the whole split"
+                )
+            dataset = _Picked(dataset, spread_indices(len(dataset), cfg.train_images))
+        if len(dataset) < world_batch:
+            raise ConfigError(
+                f"{len(dataset)} fine-tuning images in {spec!r} cannot fill one step of {world_batch} "
+                f"(--batch-size {cfg.batch_size} x {dist_info.world_size} processes); lower --batch-size or add images"
+            )
+        datasets.append((spec, head or "qat", dataset))
     if cfg.scale_range is None:
         transform = EvalTransform(meta.input_size, meta.mean, meta.std)
     else:
         transform = TrainTransform(meta.input_size, meta.mean, meta.std, scale=cfg.scale_range)
     stage = PixelStage(meta.mean, meta.std, jitter=cfg.scale_range is not None)
     on_cuda = setup.device.type == "cuda"
-    domain = DomainData(cfg.train_data, "qat", (), (), dataset, None)
-    loader, steps_per_epoch = train_loader(
-        domain, transform, batch_size=cfg.batch_size, seed=cfg.seed, start_step=0, workers=cfg.workers,
-        rank=dist_info.rank, world_size=dist_info.world_size, pin_memory=on_cuda,
-        finish_in_workers=not on_cuda, start_method="forkserver")  # the quantizer imports JAX: no fork
+    loaders, steps_per_epoch = [], 0
+    for spec, head, dataset in datasets:
+        loader, steps = train_loader(
+            DomainData(spec, head, (), (), dataset, None), transform, batch_size=cfg.batch_size, seed=cfg.seed,
+            start_step=0, workers=cfg.workers, rank=dist_info.rank, world_size=dist_info.world_size,
+            pin_memory=on_cuda, finish_in_workers=not on_cuda,
+            start_method="forkserver")  # the quantizer imports JAX: no fork
+        loaders.append(loader)
+        steps_per_epoch = max(steps_per_epoch, steps)
     total = cfg.iters if cfg.iters is not None else cfg.epochs * steps_per_epoch
-    return DeviceBatches([loader], setup.device, stage), steps_per_epoch, total
+    return DeviceBatches(loaders, setup.device, stage), steps_per_epoch, total
 
 
 class _Picked:
@@ -260,17 +311,20 @@ def qat_and_convert(checkpoint: str | Path, cfg: QatConfig, quant: QuantOptions,
 
 
 class _Logits(nn.Module):
-    """The fake-quantized graph as ``x -> logits`` (PT2E graphs take ``image=`` and return a dict)."""
+    """The fake-quantized graph as ``x -> (logits, ...)``, one per head in domain order (PT2E
+    graphs take ``image=`` and return a dict by output name)."""
 
-    def __init__(self, graph_module: nn.Module, input_name: str | None, output_name: str | None) -> None:
+    def __init__(self, graph_module: nn.Module, input_name: str | None, output_names: tuple[str, ...] | None) -> None:
         super().__init__()
         self.graph_module = graph_module
         self.input_name = input_name  # None: positional input (CoreML's prepared module)
-        self.output_name = output_name  # None: the module returns the logits tensor
+        self.output_names = output_names  # None: the module returns the logits tensor or a tuple of them
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.graph_module(x) if self.input_name is None else self.graph_module(**{self.input_name: x})
-        return out if self.output_name is None else out[self.output_name]
+        if self.output_names is not None:
+            return tuple(out[name] for name in self.output_names)
+        return (out,) if isinstance(out, torch.Tensor) else tuple(out)
 
 
 def _prepare(graph, scheme: str, keep_float: tuple[str, ...], batch: int) -> _Logits:
@@ -291,14 +345,16 @@ def _prepare(graph, scheme: str, keep_float: tuple[str, ...], batch: int) -> _Lo
     q.STATIC_QAT_ONLY_OPS = []  # conv+BN patterns: BN is already folded (see batchnorm.py)
     prepared = prepare_qat_pt2e(export_program(graph.module, graph, batch), q)
     # Eval-mode ops: BN uses (and keeps) its running statistics; fake quantizers still observe.
-    return _Logits(move_exported_model_to_eval(prepared), graph.input_name, graph.output_names[0])
+    return _Logits(move_exported_model_to_eval(prepared), graph.input_name, graph.output_names)
 
 
 def train_steps(module: nn.Module, batches, cfg: QatConfig, total_steps: int, steps_per_epoch: int,
                 setup, *, nhwc: bool = False, progress=None) -> list[float]:
-    """``total_steps`` AdamW steps over ``batches`` (``[(images, masks)]`` per step, on the device);
-    ``module(x)`` gives the logits. Returns the mean loss of each epoch, read once per epoch (no
-    per-step wait for the GPU)."""
+    """``total_steps`` AdamW steps over ``batches`` (``[(images, masks)]`` per step, one pair per
+    head, on the device); ``module(x)`` gives a tuple of logits, one per head. The heads' batches
+    go through one forward together and the loss is MixLoss: the sum of each head's cross-entropy
+    on its own domain's images (plain cross-entropy for one head). Returns the mean loss of each
+    epoch, read once per epoch (no per-step wait for the GPU)."""
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
@@ -307,12 +363,17 @@ def train_steps(module: nn.Module, batches, cfg: QatConfig, total_steps: int, st
     losses: list[float] = []
     total: torch.Tensor | float = 0.0
     for step in range(1, total_steps + 1):
-        ((x, y),) = next(batches)
+        pairs = next(batches)
+        x = pairs[0][0] if len(pairs) == 1 else torch.cat([images for images, _ in pairs])
         if nhwc:
             x = x.permute(0, 2, 3, 1)
         with autocast:
-            logits = module(x)
-        loss = loss_fn(logits.float(), y)
+            heads = module(x)
+        loss = 0.0
+        start = 0
+        for logits, (images, y) in zip(heads, pairs, strict=True):
+            loss = loss + loss_fn(logits[start:start + len(images)].float(), y)
+            start += len(images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -341,6 +402,7 @@ def _copy_weights(trained: nn.Module, model: nn.Module, fused_pairs: list[tuple[
     trained_state = {}
     for key, value in trained.state_dict().items():
         path = key.split("net.", 1)[1] if "net." in key else key
+        path = path.removeprefix("heads.model.")  # the every-head graph of a multi-domain model
         trained_state[renames.get(path, path)] = value
     state = model.state_dict()
     missing = []

@@ -44,7 +44,7 @@ def qat(
     target: str = typer.Option(..., "--target", help=", ".join(n for n, f in targets().items() if f.qat_scheme) + ", or all (one QAT checkpoint, every target)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the fine-tuning images (default 1, unless --iters)."),  # noqa: UP007
     iters: Optional[int] = typer.Option(None, "--iters", help="Optimizer steps, instead of --epochs."),  # noqa: UP007
-    train_data: str = typer.Option("synthetic:train", "--train-data", help="Labelled fine-tuning images: a dataset spec (cityscapes:PATH, folder:PATH, synthetic), :SPLIT optional."),
+    train_data: str = typer.Option("synthetic:train", "--train-data", help="Labelled fine-tuning images: a dataset spec (cityscapes:PATH, folder:PATH, synthetic), :SPLIT optional; a multi-domain model takes HEAD=SPEC,HEAD=SPEC (synthetic: each head its own domain)."),
     train_images: int = typer.Option(256, "--train-images", help="Fine-tuning images spread over the split; 0 = the whole split."),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per step per process."),
     lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate."),
