@@ -157,18 +157,33 @@ def save(name: str, row: dict, args) -> None:
 def float_control(name: str, checkpoint: Path, args) -> dict:
     """The same fine-tuning as QAT (data, steps, lr, frozen BN) without fake quantization: the
     float models here are short CPU runs, so QAT's extra steps also train; this separates the two."""
+    import torch
+
     from edgeseg.checkpoint import load_model, save_checkpoint
-    from edgeseg.quantization.calibration import labelled_inputs
-    from edgeseg.quantization.qat import QatConfig, train_steps
+    from edgeseg.quantization.qat import QatConfig, fine_tuning_batches, train_steps
+    from edgeseg.train.device import resolve_device
+    from edgeseg.train.distributed import DistInfo
     from edgeseg.validate import validate
+
+    class Heads(torch.nn.Module):  # x -> (logits, ...) per head, as train_steps takes the QAT graph
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model.forward_all(x) if hasattr(self.model, "forward_all") else (self.model(x),)
 
     model = load_model(checkpoint).eval()  # eval: BN frozen, as in QAT
     cfg = QatConfig("all", epochs=args.qat_epochs, train_images=args.qat_images, batch_size=8, lr=args.qat_lr)
-    steps, losses = train_steps(model, labelled_inputs(cfg.train_data, cfg.train_images, model.metadata), cfg)
+    setup = resolve_device("cpu", amp="off", channels_last=False)
+    batches, per_epoch, steps = fine_tuning_batches(cfg, model.metadata, setup, DistInfo(rank=0, world_size=1, local_rank=0))
+    losses = train_steps(Heads(model), batches, cfg, steps, per_epoch, setup)
     path = save_checkpoint(model, RUNS / name / "float_finetuned.safetensors")
     run = validate([path], checkpoint, HELD_OUT, limit=args.eval_images, data_options={"size": SIZE}, threads=1, samples=0)
     result = run.files[0].domains[0]
-    return {"steps": steps, "losses": losses, "miou": 100 * result.scores.miou, "reference_miou": 100 * result.reference.miou}
+    by_domain = {d.domain: 100 * d.scores.miou for d in run.files[0].domains}
+    return {"steps": steps, "losses": losses, "miou": 100 * result.scores.miou,
+            "reference_miou": 100 * result.reference.miou, **({"by_domain": by_domain} if len(by_domain) > 1 else {})}
 
 
 def _saved_qat(path: Path) -> tuple[int, float, list[float]]:
@@ -190,6 +205,8 @@ def measure_files(files: dict, checkpoint: Path, errors: dict, args) -> dict:
     timing = bench([files[k] for k in kinds], threads=1, warmup=5, runs=args.runs, cold_start=False)
     reference = next(iter(run.reference.values())).scores.miou
     out = {"reference_miou": 100 * reference, "errors": errors}
+    if len(run.reference) > 1:  # a multi-domain file: every head scored on its own domain and classes
+        out["reference_by_domain"] = {d: 100 * r.scores.miou for d, r in run.reference.items()}
     for kind, scored, timed in zip(kinds, run.files, timing.files):
         domain = scored.domains[0] if scored.domains else None
         out[kind] = {
@@ -199,7 +216,30 @@ def measure_files(files: dict, checkpoint: Path, errors: dict, args) -> dict:
             "model_call_p50_ms": timed.model_call.p50 if timed.model_call else None,
             "status": scored.status,
         }
+        if "reference_by_domain" in out:
+            out[kind]["by_domain"] = {d.domain: {"miou": 100 * d.scores.miou, "agreement": d.agreement}
+                                      for d in scored.domains}
     return out
+
+
+def domain_rows(state: dict):
+    """(row name, {target: results}) per model, and per head of a multi-domain model: its mIoUs
+    on its own domain (size and latency are the whole file's, shared by its heads)."""
+    for name, row in state.get("quant", {}).items():
+        targets = row["targets"]
+        heads = next((t["reference_by_domain"] for t in targets.values() if t.get("reference_by_domain")), None)
+        if not heads:
+            yield name, row
+            continue
+        for head in heads:
+            per_head = {}
+            for target, t in targets.items():
+                view = {**t, "reference_miou": t.get("reference_by_domain", {}).get(head)}
+                for kind in ("fp32", "ptq", "qat"):
+                    if t.get(kind):
+                        view[kind] = {**t[kind], **t[kind].get("by_domain", {}).get(head, {"miou": None})}
+                per_head[target] = view
+            yield f"{name} [{head}]", {**row, "targets": per_head}
 
 
 def summary(state: dict) -> list[str]:
@@ -212,11 +252,13 @@ def summary(state: dict) -> list[str]:
         return format(low, fmt) if format(low, fmt) == format(high, fmt) else f"{format(low, fmt)} to {format(high, fmt)}"
 
     lines = ["## Reading the results", ""]
-    for name, row in state.get("quant", {}).items():
-        trained = state.get("train", {}).get(name, {})
-        control_path = RUNS / f"control_{name}.json"
+    for name, row in domain_rows(state):
+        model, _, head = name.partition(" [")
+        trained = state.get("train", {}).get(model, {})
+        control_path = RUNS / f"control_{model}.json"
         control = (json.loads(control_path.read_text()) if control_path.exists()
-                   else state.get("float_finetune_controls", {}).get(name, {})).get("miou")
+                   else state.get("float_finetune_controls", {}).get(model, {}))
+        control = control.get("by_domain", {}).get(head.rstrip("]")) if head else control.get("miou")
         targets = row["targets"].values()
         ref = next((t.get("reference_miou") for t in targets if t.get("reference_miou") is not None), None)
         qat = [t["qat"]["miou"] for t in targets if t.get("qat", {}).get("miou") is not None]
@@ -327,7 +369,10 @@ def write_report(state: dict, args) -> None:
         f"shared with other jobs (timings are noisy); 1 thread per backend. Models trained on `synthetic:train` at {SIZE[0]}x{SIZE[1]} (AdamW, poly schedule annealed "
         "to zero over the steps below: converged float models, so QAT is compared with a finished model), "
         f"scored on {args.eval_images} images of `{HELD_OUT}` (never used for training, "
-        "calibration or QAT) by the harness (edgeseg.validate) against the float checkpoint in PyTorch.",
+        "calibration or QAT) by the harness (edgeseg.validate) against the float checkpoint in PyTorch. "
+        f"Multi-domain models train one head per domain ({', '.join(MULTI_DOMAIN_DATA)}: 9 and 6 classes) "
+        "with MixLoss, and QAT fine-tunes every head the same way; each head gets its own rows, scored on "
+        "its own domain's held-out images and classes (size and latency: the file with every head).",
         f"PTQ: {args.calib_size} calibration images of `synthetic:train`. QAT: one QAT checkpoint per model "
         "(PT2E fake quantization, per-channel int8 weights, per-tensor int8 activations, BN folded and frozen; "
         f"batch 8, 1 epoch, AdamW lr {args.qat_lr}; steps per model below), then each target's "
@@ -343,9 +388,12 @@ def write_report(state: dict, args) -> None:
         "| model | target | float mIoU | fp32 file mIoU | PTQ mIoU | QAT mIoU | QAT - float | float fine-tuned like QAT | int8/fp32 size | int8/fp32 latency | goals (0.5 / 30% / 0.6x) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, row in state.get("quant", {}).items():
-        control_path = RUNS / f"control_{name}.json"
+    for name, row in domain_rows(state):
+        model, _, head = name.partition(" [")
+        control_path = RUNS / f"control_{model}.json"
         control = json.loads(control_path.read_text()) if control_path.exists() else {}
+        if head:
+            control = {"miou": control.get("by_domain", {}).get(head.rstrip("]"))}
         for target, t in row["targets"].items():
             fp32, ptq, qat = t.get("fp32", {}), t.get("ptq", {}), t.get("qat", {})
             best = qat if qat else ptq

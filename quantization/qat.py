@@ -23,7 +23,6 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -141,7 +140,7 @@ def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, pro
     training_io = ExportOptions(target, "fp32", layout="nchw", include_preprocess=False)
     # A multi-domain model trains as the file with every head: one graph, one output per domain.
     graph = build_graphs(model, training_io, TARGETS[target])[0]
-    batches, steps_per_epoch, total_steps = _fine_tuning_batches(cfg, graph.metadata, setup, dist_info)
+    batches, steps_per_epoch, total_steps = fine_tuning_batches(cfg, graph.metadata, setup, dist_info)
     domains = max(1, len(graph.metadata.domains))
     trainee, pairs = (model, []) if cfg.scheme == "coreml" else folded_copy(model, graph.sample)
     if pairs:
@@ -216,7 +215,7 @@ def domain_training_specs(train_data: str, meta) -> list[tuple[str | None, str]]
     return [(h, given[h]) for h in heads]
 
 
-def _fine_tuning_batches(cfg: QatConfig, meta, setup, dist_info):
+def fine_tuning_batches(cfg: QatConfig, meta, setup, dist_info):
     """Endless fine-tuning batches on ``setup.device`` from the training data path, this rank's
     share of each step (one batch per head of a multi-domain model, in domain order); and the
     steps per epoch (over the largest domain's images) and in total."""
