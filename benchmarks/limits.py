@@ -52,7 +52,6 @@ def _best_ms(fn, runs: int = 15) -> float:
 
 
 def _onnx_matmul(kind: str):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -350,11 +349,9 @@ def main() -> None:
 
     import torch
 
-    from edgeseg.fileio import write_json_atomic, write_text_atomic
     from edgeseg.models import create_model
     from edgeseg.models.profile import measure_complexity
     from edgeseg.quiet import native_output_captured
-    from edgeseg.validate.environment import describe, environment
 
     torch.set_num_threads(1)
     previous = RESULTS / "limits.json"
@@ -396,7 +393,7 @@ def main() -> None:
 
 def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = None, load=None,
                  kept: dict | None = None) -> None:
-    from edgeseg.fileio import write_json_atomic, write_text_atomic
+    from edgeseg.fileio import write_results
     from edgeseg.validate.environment import describe, environment
 
     env = env or environment()
@@ -441,10 +438,7 @@ def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = 
         "Reproduce: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/limits.py --runs 10`",
         "",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    write_json_atomic(RESULTS / "limits.json", report)
-    write_text_atomic(RESULTS / "limits.md", "\n".join(lines))
-    print("\n".join(lines))
+    write_results(RESULTS, "limits", report, lines)
 
 
 if __name__ == "__main__":

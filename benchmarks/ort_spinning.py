@@ -56,7 +56,7 @@ def main() -> None:
 
     import edgeseg.runtime as rt
     from edgeseg.converters import convert
-    from edgeseg.fileio import write_json_atomic, write_text_atomic
+    from edgeseg.fileio import write_results
     from edgeseg.models import create_model
 
     cv2.setNumThreads(1)
@@ -115,10 +115,7 @@ def main() -> None:
         lines.append(f"| {r['threads']} | {'on' if r['spinning'] else 'off'} | {r['call_ms']:.1f} | {r['other_ms']:.1f} | "
                      f"{r['alone_ms']:.1f} | {r['other_slowdown']:.2f}x | {r['frame_ms']:.1f} |")
     lines += ["", "Reproduce: `nice -n 10 python benchmarks/ort_spinning.py --rounds 3 --iterations 20`", ""]
-    RESULTS.mkdir(exist_ok=True)
-    write_json_atomic(RESULTS / "ort_spinning.json", report)
-    write_text_atomic(RESULTS / "ort_spinning.md", "\n".join(lines))
-    print("\n".join(lines))
+    write_results(RESULTS, "ort_spinning", report, lines)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgeseg.fileio import write_results
 from edgeseg.runtime.formats import targets
 from edgeseg.validate.environment import describe, environment
 
@@ -69,10 +70,7 @@ def main() -> None:
             row[mode] = {"exit": rc, "lines": len(text.splitlines()), "seconds": round(seconds, 1), "output": text}
             print(f"{target} {precision} {mode}: exit {rc}, {row[mode]['lines']} lines, {seconds:.0f} s", flush=True)
         rows.append(row)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     env = environment()
-    (RESULTS / "quiet_output.json").write_text(json.dumps({"checkpoint": checkpoint, "size": args.size,
-                                                           "environment": env, "rows": rows}, indent=2))
     lines = [
         "# Lines printed by `edgeseg convert` (stdout + stderr)", "",
         f"`python benchmarks/quiet_output.py` on a {args.size} LR-ASPP MobileNetV3-Small checkpoint "
@@ -89,7 +87,8 @@ def main() -> None:
     lines += ["", "Default output of each conversion:", ""]
     for r in rows:
         lines += [f"- {r['target']} {r['precision']}:", "", "```", r["default"]["output"].rstrip(), "```", ""]
-    (RESULTS / "quiet_output.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, "quiet_output", {"checkpoint": checkpoint, "size": args.size, "environment": env,
+                                            "rows": rows}, lines, echo=False)
     print(f"wrote {RESULTS / 'quiet_output.md'}")
 
 

@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    from edgeseg.fileio import write_json_atomic, write_text_atomic
+    from edgeseg.fileio import write_results
 
     frame = np.random.default_rng(0).integers(0, 256, (*FRAME, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as folder:
@@ -234,10 +234,7 @@ def main() -> None:
         "(pre and post are also timed alone in the same loop; they are not subtracted from predict).",
         "",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    write_json_atomic(RESULTS / "runtime_overhead.json", report)
-    write_text_atomic(RESULTS / "runtime_overhead.md", "\n".join(lines))
-    print("\n".join(lines))
+    write_results(RESULTS, "runtime_overhead", report, lines)
 
 
 if __name__ == "__main__":

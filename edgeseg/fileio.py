@@ -174,3 +174,16 @@ def write_text_atomic(dest: str | os.PathLike[str], text: str) -> None:
 
 def write_json_atomic(dest: str | os.PathLike[str], data: Any) -> None:
     write_text_atomic(dest, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_results(folder: str | os.PathLike[str], name: str, record: Any, lines: list[str], *, echo: bool = True) -> None:
+    """A measurement's record as ``NAME.json`` and its report as ``NAME.md`` in ``folder`` (each
+    written atomically: a run stopped mid-write keeps the previous results), then the report on
+    stdout unless ``echo`` is false."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / f"{name}.json", record)
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    write_text_atomic(folder / f"{name}.md", text)
+    if echo:
+        print(text, end="")

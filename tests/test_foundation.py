@@ -71,6 +71,27 @@ def test_atomic_output_directory_and_pairs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.mlpackage", "m.xml", "r.json"]
 
 
+def test_write_results_writes_record_and_report_atomically(tmp_path, monkeypatch, capsys):
+    import json
+
+    from edgeseg import fileio
+
+    fileio.write_results(tmp_path / "results", "bench", {"rows": [1]}, ["# Bench", "", "| a |"])
+    assert json.loads((tmp_path / "results" / "bench.json").read_text()) == {"rows": [1]}
+    assert (tmp_path / "results" / "bench.md").read_text() == "# Bench\n\n| a |\n"
+    assert capsys.readouterr().out == "# Bench\n\n| a |\n"
+
+    def fail(dest, text):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fileio, "write_text_atomic", fail)  # a write that fails: the earlier results stay whole
+    with pytest.raises(OSError):
+        fileio.write_results(tmp_path / "results", "bench", {"rows": [2]}, ["new"], echo=False)
+    assert (tmp_path / "results" / "bench.md").read_text() == "# Bench\n\n| a |\n"
+    assert json.loads((tmp_path / "results" / "bench.json").read_text()) == {"rows": [1]}
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["bench.json", "bench.md"]
+
+
 def test_confusion_matrix_matches_hand_computation():
     target = np.array([[0, 0, 1, 1], [2, 2, 255, 1]])
     pred = np.array([[0, 1, 1, 1], [2, 0, 0, 1]])
