@@ -68,15 +68,9 @@ def decompose_hard_activations(model: torch.fx.GraphModule) -> int:
             out = gate = graph.call_function(torch.ops.aten.mul.Tensor, (clipped, sixth))
             if not _HARD[node.target]:
                 out = graph.call_function(torch.ops.aten.mul.Tensor, (x, gate))
-        for new in {shifted, clipped, gate, out}:  # module paths: --keep-float filters match on them
-            new.meta.update({k: v for k, v in node.meta.items() if k in ("nn_module_stack", "source_fn_stack", "stack_trace", "val")})
-        node.replace_all_uses_with(out)
-        graph.erase_node(node)
+        _replace(graph, node, out, {shifted, clipped, gate, out}, ("nn_module_stack", "source_fn_stack", "stack_trace", "val"))
         count += 1
-    if count:
-        graph.lint()
-        model.recompile()
-    return count
+    return _finish(model, count)
 
 
 def normalization_as_conv(model: torch.fx.GraphModule) -> int:
@@ -115,14 +109,27 @@ def normalization_as_conv(model: torch.fx.GraphModule) -> int:
             weight, bias = graph.get_attr(name + "_weight"), graph.get_attr(name + "_bias")
             conv = graph.call_function(torch.ops.aten.conv2d.default, (x, weight, bias, [1, 1], [0, 0], [1, 1], channels))
         weight.meta["val"], bias.meta["val"] = _attr(model, name + "_weight"), _attr(model, name + "_bias")
-        conv.meta.update({k: v for k, v in add.meta.items() if k in ("nn_module_stack", "stack_trace", "val")})
-        add.replace_all_uses_with(conv)
-        graph.erase_node(add)
-        graph.erase_node(mul)
+        _replace(graph, add, conv, {conv}, ("nn_module_stack", "stack_trace", "val"), also=(mul,))
         count += 1
+    return _finish(model, count)
+
+
+def _replace(graph: torch.fx.Graph, old: Node, out: Node, new: set[Node], keys: tuple[str, ...],
+             also: tuple[Node, ...] = ()) -> None:
+    """``old`` (and the nodes in ``also``, now unused) replaced by ``out``; the ``new`` nodes take
+    ``old``'s ``keys`` of meta (module paths: --keep-float filters match on them; shapes)."""
+    for node in new:
+        node.meta.update({k: v for k, v in old.meta.items() if k in keys})
+    old.replace_all_uses_with(out)
+    for node in (old, *also):
+        graph.erase_node(node)
+
+
+def _finish(model: torch.fx.GraphModule, count: int) -> int:
+    """After ``count`` rewrites: drop dead nodes, check the graph and regenerate its code."""
     if count:
-        graph.eliminate_dead_code()
-        graph.lint()
+        model.graph.eliminate_dead_code()
+        model.graph.lint()
         model.recompile()
     return count
 
