@@ -126,18 +126,23 @@ def latency_sizes(name: str, args) -> dict:
     result = json.loads(path.read_text()) if path.exists() else {}
     out = RUNS / name / "files"
     out.mkdir(parents=True, exist_ok=True)
+    stride = args.output_stride
     for size in args.latency_sizes.split(","):
         height, width = map(int, size.split("x"))
+        key = size if stride == 1 else f"{size}/{stride}"  # /N: files converted with --output-stride N
         for target in args.targets.split(","):
             files = {}
             for kind, src, precision, options in (("fp32", checkpoint, "fp32", None), ("int8", source, "int8", quant)):
-                files[kind] = out / f"{target}_{kind}_{size}{TARGETS[target]}"
+                files[kind] = out / f"{target}_{kind}_{key.replace('/', '_os')}{TARGETS[target]}"
                 if not (args.reuse and files[kind].exists()):
-                    convert(src, target, precision=precision, quant=options, input_size=(height, width), out=files[kind])
+                    convert(src, target, precision=precision, quant=options, input_size=(height, width),
+                            output_stride=stride, out=files[kind])
             timing = bench([files["fp32"], files["int8"]], threads=1, warmup=3, runs=args.runs, cold_start=False)
             fp32, int8 = (timed.model_call.p50 for timed in timing.files)
-            result.setdefault(size, {})[target] = {"fp32_ms": fp32, "int8_ms": int8, "ratio": int8 / fp32,
-                                                   "int8_from": source.name}
+            predict = [timed.predict.p50 if getattr(timed, "predict", None) else None for timed in timing.files]
+            result.setdefault(key, {})[target] = {"fp32_ms": fp32, "int8_ms": int8, "ratio": int8 / fp32,
+                                                  "int8_from": source.name, "fp32_predict_ms": predict[0],
+                                                  "int8_predict_ms": predict[1]}
             path.write_text(json.dumps(result, indent=1))
             print(name, size, target, result[size][target], flush=True)
     return result
@@ -412,13 +417,20 @@ def write_report(state: dict, args) -> None:
     if latency:
         lines += ["", "Latency at the issue's sizes (fp32 file of the float checkpoint, int8 file of the QAT "
                   "checkpoint, each converted at that size; 1 thread, median model call, round robin; "
-                  "`--stages latency --latency-sizes 512x512,512x1024`):", "",
-                  "| model | input | target | fp32 ms | int8 ms | int8/fp32 | goal 0.6x |", "|---|---|---|---|---|---|---|"]
+                  "`--stages latency --latency-sizes 512x512,512x1024`; an input marked /8: both files "
+                  "converted with `--output-stride 8`, logits at the head's 1/8 resolution and the runtime's exact "
+                  "upsample in predict). predict: the whole `seg.predict` on an image of "
+                  "the input's size (pre, model call, post), median, same run:", "",
+                  "| model | input | target | fp32 ms | int8 ms | int8/fp32 | fp32 predict ms | int8 predict ms | predict int8/fp32 | goal 0.6x |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, sizes in latency.items():
             for size, targets in sizes.items():
                 for target, t in targets.items():
+                    fp32_p, int8_p = t.get("fp32_predict_ms"), t.get("int8_predict_ms")
                     lines.append(f"| {name} | {size} | {target} | {t['fp32_ms']:.1f} | {t['int8_ms']:.1f} | "
-                                 f"{t['ratio']:.2f}x | {'yes' if t['ratio'] <= 0.6 else 'MISS'} |")
+                                 f"{t['ratio']:.2f}x | {_f(fp32_p)} | {_f(int8_p)} | "
+                                 f"{f'{int8_p / fp32_p:.2f}x' if fp32_p and int8_p else '-'} | "
+                                 f"{'yes' if t['ratio'] <= 0.6 else 'MISS'} |")
     lines += ["", "Raw numbers (sizes in bytes, latencies in ms, errors of files that failed): `int8.json`.", ""]
     lines += summary(state) + NOTES
     write_text_atomic(RESULTS / "int8.md", "\n".join(lines) + "\n")
@@ -467,6 +479,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--reuse", action="store_true", help="Keep files (and the QAT checkpoint) an earlier run wrote.")
+    parser.add_argument("--output-stride", type=int, default=1,
+                        help="Stage latency: convert the files with --output-stride N (logits at the head's resolution).")
     parser.add_argument("--latency-sizes", default="512x512,512x1024",
                         help="Stage latency: HxW input sizes the fp32 and int8 files are converted at and timed.")
     args = parser.parse_args()
