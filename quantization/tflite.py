@@ -44,8 +44,15 @@ def export_program(module: nn.Module, graph, batch: int = 1) -> nn.Module:
     named = _NamedOutputs(module, graph.output_names).eval()
     sample = graph.sample.expand(batch, *graph.sample.shape[1:]).contiguous()
     program = torch.export.export(named, (), {graph.input_name: sample}, strict=False).module()
-    from edgeseg.quantization.tflite_quantizer import decompose_hard_activations, normalization_as_conv
+    from edgeseg.quantization.tflite_quantizer import (
+        chunks_as_slices,
+        decompose_hard_activations,
+        float_scalars,
+        normalization_as_conv,
+    )
 
+    float_scalars(program)  # int operands of float ops: the quantizer would observe int64 constants
+    chunks_as_slices(program)  # pieces that keep their input's int8 scale
     decompose_hard_activations(program)  # hard-swish/-sigmoid as int8 ops XNNPACK takes
     normalization_as_conv(program)  # the input's per-channel x * scale + shift as one 1x1 depthwise conv
     return program

@@ -33,6 +33,7 @@ _OWN_OUTPUT_RANGE = {
 # ``x + y``, which litert-torch's own add/mul annotators match on, so they were left float too.
 _BINARY = {torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor}
 _SHARED_RANGE = {
+    torch.ops.aten.slice.Tensor,  # a slice of an int8 tensor: the same scale (TFLite requires it)
     torch.ops.aten.upsample_bilinear2d.vec, torch.ops.aten.upsample_bilinear2d.default,
     torch.ops.aten.upsample_nearest2d.vec, torch.ops.aten.upsample_nearest2d.default,
 }
@@ -69,6 +70,60 @@ def decompose_hard_activations(model: torch.fx.GraphModule) -> int:
             if not _HARD[node.target]:
                 out = graph.call_function(torch.ops.aten.mul.Tensor, (x, gate))
         _replace(graph, node, out, {shifted, clipped, gate, out}, ("nn_module_stack", "source_fn_stack", "stack_trace", "val"))
+        count += 1
+    return _finish(model, count)
+
+
+_ELEMENTWISE = (torch.ops.aten.mul.Tensor, torch.ops.aten.add.Tensor, torch.ops.aten.sub.Tensor,
+                torch.ops.aten.rsub.Scalar, torch.ops.aten.mul.Scalar, torch.ops.aten.add.Scalar)
+
+
+def float_scalars(model: torch.fx.GraphModule) -> int:
+    """Make the Python ``int`` operands of float elementwise ops floats (``2 * x`` -> ``2.0 * x``);
+    returns how many. The PT2E quantizer turns such a scalar into a tensor constant and observes
+    it: an int64 constant fails the histogram observer (Mobile-Former's dynamic ReLU,
+    ``x * (2 * a1)``). Same values: the op promoted the int to float anyway."""
+    count = 0
+    for node in model.graph.nodes:
+        val = node.meta.get("val")
+        if node.op != "call_function" or node.target not in _ELEMENTWISE or not (
+                isinstance(val, torch.Tensor) and val.is_floating_point()):
+            continue
+        args = tuple(float(a) if isinstance(a, int) and not isinstance(a, bool) else a for a in node.args)
+        if args != node.args or any(type(a) is not type(b) for a, b in zip(args, node.args)):
+            node.args = args
+            count += 1
+    return _finish(model, count)
+
+
+def chunks_as_slices(model: torch.fx.GraphModule) -> int:
+    """Rewrite ``chunk`` (and its ``getitem`` users) into one ``slice`` per piece; returns how many.
+
+    The quantizer leaves a chunk's pieces unannotated, so each consumer observed its piece anew
+    and TFLite's SLICE got an output scale other than its input's, which the converter refuses
+    (Mobile-Former's dynamic ReLU splits its slopes with ``chunk``). A slice is annotated to
+    share its input's int8 range. Same values: the pieces are the same views."""
+    import operator
+
+    graph = model.graph
+    count = 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target != torch.ops.aten.chunk.default:
+            continue
+        x, pieces = node.args[0], node.args[1]
+        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+        val = x.meta.get("val") if isinstance(x, Node) else None
+        users = list(node.users)
+        if not isinstance(val, torch.Tensor) or not all(u.target is operator.getitem for u in users):
+            continue
+        dim %= val.dim()
+        size = -(-val.shape[dim] // pieces)  # torch.chunk: ceil(n / pieces) per piece
+        for user in users:
+            index = user.args[1]
+            with graph.inserting_before(user):
+                piece = graph.call_function(torch.ops.aten.slice.Tensor, (x, dim, index * size, min((index + 1) * size, val.shape[dim])))
+            _replace(graph, user, piece, {piece}, ("nn_module_stack", "source_fn_stack", "stack_trace", "val"))
+        graph.erase_node(node)
         count += 1
     return _finish(model, count)
 

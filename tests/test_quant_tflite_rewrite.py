@@ -65,3 +65,44 @@ def test_input_normalization_becomes_one_depthwise_conv_with_the_same_logits():
     assert first_conv.args[0].target == torch.ops.aten.to.dtype  # reads the cast pixels directly
     with torch.no_grad():
         torch.testing.assert_close(program(image=pixels)["logits"], wrapper(pixels), rtol=1e-4, atol=1e-5)
+
+
+class _ChunkGate(nn.Module):
+    """Mobile-Former's dynamic ReLU in small: slopes from a hard-sigmoid, split with chunk, scaled
+    by Python ints."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.hyper = nn.Sequential(nn.Linear(4, 8), nn.Hardsigmoid())
+
+    def forward(self, x):
+        x = self.conv(x)
+        slopes = self.hyper(x.mean((2, 3)))[:, :, None, None]
+        a1, a2 = slopes.chunk(2, dim=1)
+        return torch.maximum(x * (2 * a1), x * (2 * a2 - 1))
+
+
+def test_chunk_pieces_keep_their_inputs_int8_scale_and_int_scalars_become_floats():
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from edgeseg.quantization.tflite import quantizer
+
+    model = _ChunkGate().eval()
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    program = export_program(model, SimpleNamespace(output_names=("out",), input_name="image", sample=x))
+    calls = [n for n in program.graph.nodes if n.op == "call_function"]
+    assert torch.ops.aten.chunk.default not in {n.target for n in calls}
+    slices = [n for n in calls if n.target == torch.ops.aten.slice.Tensor and n.args[1] == 1]
+    assert [(n.args[2], n.args[3]) for n in slices] == [(0, 4), (4, 8)]
+    assert not [a for n in calls for a in n.args if type(a) is int and n.target == torch.ops.aten.mul.Tensor]
+    with torch.no_grad():
+        torch.testing.assert_close(program(image=x)["out"], model(x), rtol=1e-6, atol=1e-6)
+    # Observed through the quantizer: each piece is read through the observer of the tensor it
+    # slices (one int8 scale on both sides of TFLite's SLICE), not an observer of its own.
+    prepared = prepare_pt2e(program, quantizer(()))
+    for piece in [n for n in prepared.graph.nodes if n.target == torch.ops.aten.slice.Tensor and n.args[1] == 1]:
+        before = piece.args[0]
+        after = next(iter(piece.users))
+        assert before.op == "call_module" and after.op == "call_module"
+        assert getattr(prepared, before.target) is getattr(prepared, after.target)
