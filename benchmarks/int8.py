@@ -144,7 +144,7 @@ def latency_sizes(name: str, args) -> dict:
                                                   "int8_from": source.name, "fp32_predict_ms": predict[0],
                                                   "int8_predict_ms": predict[1]}
             path.write_text(json.dumps(result, indent=1))
-            print(name, size, target, result[size][target], flush=True)
+            print(name, key, target, result[key][target], flush=True)
     return result
 
 
