@@ -391,6 +391,36 @@ def main() -> None:
         write_report(peak, rows, errors, args)  # after every model: a partial run still reports
 
 
+# Why an edgeseg row is behind its stock recipe, where a profile or an ablation showed it; keyed by
+# (model, backend, precision). A row behind without an entry says so in the report.
+BEHIND_WHY: dict[tuple[str, str, str], str] = {}
+
+
+def versus_stock(rows: list) -> list[str]:
+    """edgeseg's time over each stock recipe's, per model, backend and precision; rows behind by
+    more than 5% (the run-to-run noise of this shared machine) named with their reason."""
+    lines = ["edgeseg against the stock recipes (edgeseg ms / stock ms, same run, round robin):", ""]
+    behind = []
+    for r in rows:
+        if r["recipe"] == "edgeseg":
+            continue
+        ours = next((o for o in rows if o["recipe"] == "edgeseg" and
+                     (o["model"], o["backend"], o["precision"]) == (r["model"], r["backend"], r["precision"])), None)
+        if ours is None:
+            continue
+        ratio = ours["ms"] / r["ms"]
+        lines.append(f"- {r['model']} {r['backend']} {r['precision']} vs {r['recipe']}: {ratio:.2f}x")
+        if ratio > 1.05:
+            behind.append((r, ratio))
+    lines.append("")
+    if not behind:
+        return lines + ["edgeseg is at or ahead of every stock recipe (within 5%)."]
+    for r, ratio in behind:
+        why = BEHIND_WHY.get((r["model"], r["backend"], r["precision"]), "not explained yet (no profile of it)")
+        lines.append(f"Behind: {r['model']} {r['backend']} {r['precision']} ({ratio:.2f}x of {r['recipe']}): {why}")
+    return lines
+
+
 def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = None, load=None,
                  kept: dict | None = None) -> None:
     from edgeseg.fileio import write_results
@@ -428,6 +458,7 @@ def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = 
                      f"{r['gmacs']:.2f} | {r['gmac_per_s']:.1f} | {r['percent_of_peak']:.0f}% ({r['peak']}) |")
     for e in errors:
         lines.append(f"| {e['model']} | {e['backend']} | {e['precision']} | {e['recipe']} | failed: {e['error']} | | | |")
+    lines += ["", *versus_stock(rows)]
     lines += [
         "",
         "% of peak divides the achieved GMAC/s by the peak of the precision the heavy ops run at (an "

@@ -61,7 +61,7 @@ def _export_fp32(graph, path: Path, keep_float: tuple[str, ...]) -> list[str]:
     model = onnxslim.slim(program.model_proto)
     pool_as_global(model)  # squeeze-excitation means: QLinearGlobalAveragePool in ONNX Runtime
     onnx.save(model, str(path))
-    return excluded + shallow_convs(model)
+    return excluded + slow_int8_convs(model)
 
 
 # Convolutions with at most this many input channels (the RGB stem) stay float: ONNX Runtime's
@@ -71,14 +71,24 @@ def _export_fp32(graph, path: Path, keep_float: tuple[str, ...]) -> list[str]:
 SHALLOW_CHANNELS = 4
 
 
-def shallow_convs(model: onnx.ModelProto) -> list[str]:
-    """Names of the (non-grouped) Conv nodes whose weights take at most SHALLOW_CHANNELS channels."""
+def slow_int8_convs(model: onnx.ModelProto) -> list[str]:
+    """Names of the Conv nodes ONNX Runtime runs slower in int8 than in float: the (non-grouped)
+    ones whose weights take at most SHALLOW_CHANNELS channels, and grouped convolutions other than
+    plain depthwise ones (one input and one output channel per group). ORT 1.32's int8 depthwise
+    kernel takes only those: Mobile-Former's 3x3 depthwise convolutions that also expand the
+    channels (2, 4 or 6 outputs per group) ran its slow generic path (Mobile-Former-151M at
+    128x256, 1 thread: one 12 -> 24-channel one at 64x128 took 4.4-6.6 ms in int8; all convs of
+    the int8 file 12.2 ms against 2.5 ms for every Conv of the fp32 file;
+    benchmarks/results/int8_profile.md)."""
     shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
     names = []
     for node in model.graph.node:
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
         weight = shapes.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if weight and len(weight) == 4 and group == 1 and weight[1] <= SHALLOW_CHANNELS:
+        if not weight or len(weight) != 4:
+            continue
+        depthwise = weight[1] == 1 and weight[0] == group
+        if (group == 1 and weight[1] <= SHALLOW_CHANNELS) or (group > 1 and not depthwise):
             names.append(node.name)
     return names
 

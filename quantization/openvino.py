@@ -57,15 +57,52 @@ def export(graph, files: tuple[Path, ...], options) -> None:
     # (weight-only, per channel), or they would be most of the file.
     kept = {"ignored_scope": ignored_scope(quant.keep_float, modules)} if quant.keep_float else {}
     quantized = nncf.compress_weights(quantized, mode=nncf.CompressWeightsMode.INT8_SYM, **kept)
-    quantized.set_rt_info(graph.metadata.to_json(), [METADATA_KEY])
     set_model_info(quantized, graph.metadata)
     xml, bin_ = files
     with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".int8-") as scratch:
         path = Path(scratch) / "model.xml"
-        ov.save_model(quantized, str(path), compress_to_fp16=False)
+        graph.metadata = graph.metadata.replace(inference_precisions=("fp32",))
+        _save(quantized, path, graph.metadata)
         graph.gate = gate_int8_file(path, net, quant)
+        graph.metadata = verified_precisions(quantized, path, net, quant, graph.metadata)
+        _save(quantized, path, graph.metadata)
         os.replace(path, xml)
         os.replace(path.with_suffix(".bin"), bin_)
+
+
+def _save(model: ov.Model, path: Path, meta) -> None:
+    model.set_rt_info(meta.to_json(), [METADATA_KEY])
+    ov.save_model(model, str(path), compress_to_fp16=False)
+
+
+def verified_precisions(model: ov.Model, path: Path, net, quant, meta):
+    """``meta`` with the compute precisions the int8 IR's float ops passed the int8 gate at: f32
+    (the gate that just ran) and bf16 where the CPU has it and the same gate passes there too.
+
+    The int8 IR's float ops (upsamples, LayerNorm, softmax, matmul inputs) then run at bf16: on an
+    AMX-BF16 CPU, LR-ASPP-L 512x512 took 55.2 instead of 63.3 ms (1 thread,
+    benchmarks/results/int8_profile.md); a file whose masks drift past the gate at bf16 keeps f32.
+    The runtime reads the record (edgeseg.runtime.openvino.pick_precision)."""
+    from edgeseg.converters.openvino import REDUCED_PRECISIONS
+    from edgeseg.quantization.errors import AccuracyGateError
+
+    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    passed, checks = ["fp32"], {}
+    for precision, capability in REDUCED_PRECISIONS.items():
+        if capability not in capabilities:
+            continue
+        # The gate loads the file through the runtime, which runs it at its fastest recorded precision.
+        _save(model, path, meta.replace(inference_precisions=("fp32", precision)))
+        try:
+            report = gate_int8_file(path, net, quant)
+        except AccuracyGateError as exc:
+            checks[precision] = f"failed the int8 gate: {str(exc)[:200]}"
+            continue
+        checks[precision] = {"agreement": report.agreement,
+                             "int8_miou": min(report.int8_miou.values()) if report.int8_miou else None}
+        passed.append(precision)
+    extra = {**meta.extra, "precision_checks": checks} if checks else meta.extra
+    return meta.replace(inference_precisions=tuple(passed), extra=extra)
 
 
 def float_model(graph) -> tuple[ov.Model, dict[str, str]]:

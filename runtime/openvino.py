@@ -70,10 +70,11 @@ def recorded_precisions(metadata_json: str | None) -> tuple[str, ...]:
 def pick_precision(recorded: tuple[str, ...], capabilities: list[str]) -> str:
     """The fastest recorded precision the device computes at natively; fp32 otherwise.
 
-    Files without the record run at f32, as the converter verified them. int8 files: their float
-    ops (LayerNorm, softmax, matmuls, hard-swish) were calibrated and gated at f32; at bf16 the
-    masks drift from what the gate measured (trained SegFormer-B0 int8 IR, 40 synthetic images:
-    99.6% of pixels agree, 62.43 vs 62.52 mIoU), so they record nothing and keep f32."""
+    Files without the record run at f32, as the converter verified them. int8 IRs record bf16 only
+    when their int8 accuracy gate passed again with the float ops (upsamples, LayerNorm, softmax,
+    matmul inputs) at bf16 (edgeseg.quantization.openvino.verified_precisions): their masks drift
+    a little there (trained SegFormer-B0 int8 IR, 40 synthetic images: 99.6% of pixels agree with
+    its f32 run, 62.43 vs 62.52 mIoU)."""
     for precision in FASTEST_FIRST:
         if precision in recorded and (precision == "fp32" or _CAPABILITY[precision] in capabilities):
             return precision

@@ -52,7 +52,7 @@ def test_lraspp_int8_has_no_float_islands_and_same_outputs(tmp_path):
     import torch
 
     from edgeseg.checkpoint import load_model
-    from edgeseg.quantization.onnx import OPSET, compact, integer_islands, pool_as_global, quantize_qdq, shallow_convs
+    from edgeseg.quantization.onnx import OPSET, compact, integer_islands, pool_as_global, quantize_qdq, slow_int8_convs
 
     net = load_model(tiny_checkpoint()).eval()
     sample = torch.rand(1, 3, *SIZE)
@@ -70,7 +70,7 @@ def test_lraspp_int8_has_no_float_islands_and_same_outputs(tmp_path):
     assert "ReduceMean" not in {n.op_type for n in pooled.graph.node}
     # The RGB stem (3 input channels) is the one convolution left float (slow in int8 in ORT).
     stem = [n for n in pooled.graph.node if n.op_type == "Conv"][0]
-    assert shallow_convs(pooled) == [stem.name]
+    assert slow_int8_convs(pooled) == [stem.name]
     before, after = _session(fp32, tmp_path, "fp32")[0], _session(pooled, tmp_path, "pooled")[0]
     for x in images:
         np.testing.assert_allclose(after.run(None, {"image": x})[0], before.run(None, {"image": x})[0],
@@ -112,3 +112,27 @@ def test_lraspp_int8_has_no_float_islands_and_same_outputs(tmp_path):
     assert sorted(n.op_type for n in compacted_optimized.graph.node) == sorted(n.op_type for n in optimized.graph.node)
     for x in images:
         np.testing.assert_array_equal(compacted.run(None, {"image": x})[0], rewritten.run(None, {"image": x})[0])
+
+
+def test_grouped_not_depthwise_and_rgb_convs_stay_float():
+    """ONNX Runtime has no fast int8 kernel for them: the RGB stem, grouped convolutions and
+    depthwise ones that expand the channels (Mobile-Former's) are left float; plain depthwise and
+    plain convolutions are not."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.quantization.onnx import slow_int8_convs
+
+    def conv(name, x, out, cin_per_group, cout, group):
+        weight = numpy_helper.from_array(np.zeros((cout, cin_per_group, 1, 1), np.float32), f"{name}_w")
+        return helper.make_node("Conv", [x, weight.name], [out], name=name, group=group), weight
+
+    nodes, weights = zip(
+        conv("stem", "x", "a", 3, 8, 1),
+        conv("grouped", "a", "b", 4, 8, 2),  # 2 groups of 4 channels
+        conv("depthwise", "b", "c", 1, 8, 8),
+        conv("expanding", "c", "d", 1, 16, 8),  # depthwise with 2 outputs per channel
+        conv("plain", "d", "y", 16, 8, 1),
+    )
+    graph = helper.make_graph(list(nodes), "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])], list(weights))
+    assert slow_int8_convs(helper.make_model(graph)) == ["stem", "grouped", "expanding"]

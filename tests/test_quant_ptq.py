@@ -69,6 +69,17 @@ def test_openvino_int8_smaller_keep_float_and_failed_gate_leaves_no_file(checkpo
     # plus a scale per output channel (many for a model this narrow).
     assert int8.companions[0].stat().st_size < 0.75 * 4 * sum(p.numel() for p in _float_params(checkpoint))
     assert _agreement(load(int8.path), load(checkpoint), _images()) > 0.9
+    # The int8 gate ran again with the float ops at bf16 where the CPU has it: the file records
+    # bf16 only if it passed there, and the runtime then compiles at bf16.
+    seg = load(int8.path, threads=1)
+    checks = seg.metadata.extra.get("precision_checks", {})
+    hint = str(seg.backend._compiled.get_property("INFERENCE_PRECISION_HINT"))
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        passed = isinstance(checks["bf16"], dict)
+        assert seg.metadata.inference_precisions == (("fp32", "bf16") if passed else ("fp32",))
+        assert ("bfloat16" in hint) == passed, hint
+    else:
+        assert seg.metadata.inference_precisions == ("fp32",) and not checks and "bfloat16" not in hint
 
     def fake_quantizers(path):
         return sum(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(path)).get_ordered_ops())
