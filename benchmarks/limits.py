@@ -335,6 +335,7 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", help="only these (onnx-fp32, onnx-int8-stock, ...)")
     parser.add_argument("--no-peaks", action="store_true", help="reuse the peaks of the last report")
     parser.add_argument("--report-only", action="store_true", help="rewrite limits.md from limits.json")
+    parser.add_argument("--files", help="keep every model's files in DIR/MODEL (default: a temporary folder)")
     args = parser.parse_args()
     if args.report_only:
         import json
@@ -367,7 +368,9 @@ def main() -> None:
         model = create_model(name, classes=CLASSES).eval()
         model.metadata = model.metadata.replace(input_size=SIZE)
         gmacs = measure_complexity(model, *SIZE).gmacs
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(args.files) / name if args.files else Path(scratch)
+            folder.mkdir(parents=True, exist_ok=True)
             with native_output_captured():
                 runners = recipes(name, model, Path(folder), args)
             live = [r for r in runners if r.call is not None]
