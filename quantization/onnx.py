@@ -79,7 +79,9 @@ def slow_int8_convs(model: onnx.ModelProto) -> list[str]:
     channels (2, 4 or 6 outputs per group) ran its slow generic path (Mobile-Former-151M at
     128x256, 1 thread: one 12 -> 24-channel one at 64x128 took 4.4-6.6 ms in int8; all convs of
     the int8 file 12.2 ms against 2.5 ms for every Conv of the fp32 file;
-    benchmarks/results/int8_profile.md)."""
+    benchmarks/results/int8_profile.md). ONNX Runtime's own WeightBiasQuantization pass would
+    quantize such a conv back when its neighbours are int8; edgeseg's runtime turns the pass off
+    for edgeseg int8 files (edgeseg.runtime.onnx.REQUANTIZER)."""
     shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
     names = []
     for node in model.graph.node:

@@ -136,3 +136,38 @@ def test_grouped_not_depthwise_and_rgb_convs_stay_float():
     graph = helper.make_graph(list(nodes), "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])], list(weights))
     assert slow_int8_convs(helper.make_model(graph)) == ["stem", "grouped", "expanding"]
+
+
+def test_runtime_keeps_an_edgeseg_int8_files_float_convs_float(tmp_path):
+    """ONNX Runtime quantizes the float weights of a conv between int8 tensors by itself
+    (its WeightBiasQuantization transformer); for an edgeseg int8 file, whose float convs are
+    float on purpose (slow_int8_convs), the runtime turns that off. Other files keep ORT's default."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.metadata import METADATA_KEY
+    from edgeseg.runtime.onnx import OnnxBackend
+
+    scale, zero = numpy_helper.from_array(np.float32(0.05), "s"), numpy_helper.from_array(np.uint8(128), "z")
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 1, 3, 3)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        helper.make_node("Conv", ["xd", "w"], ["c"], name="expanding", group=8, pads=[1, 1, 1, 1]),
+        helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"]),
+        helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 16])],
+                              [scale, zero, weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(model, str(foreign))
+    helper.set_model_props(model, {METADATA_KEY: '{"precision": "int8"}'})
+    ours = tmp_path / "edgeseg_int8.onnx"
+    onnx.save(model, str(ours))
+
+    def ops(path):
+        return set(OnnxBackend(path, threads=1).placement()["CPUExecutionProvider"])
+
+    assert "QLinearConv" in ops(foreign)  # ORT's default: the float weights quantized
+    assert "Conv" in ops(ours) and "QLinearConv" not in ops(ours)
