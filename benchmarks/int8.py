@@ -358,7 +358,8 @@ NOTES = [
     "into 54 partitions around int8 MAXIMUM, BATCH_MATMUL and GELU); per-op profiles in "
     "benchmarks/results/int8_profile.md. Its 3x3 depthwise convolutions that also expand the channels (2-6 "
     "outputs per group) ran ONNX Runtime's slow generic int8 path (all int8 convs 12.2 ms against 2.5 ms for "
-    "every float Conv); they now stay float in the ONNX int8 file (quantization/onnx.py).",
+    "every float Conv); they now stay float in the ONNX int8 file (quantization/onnx.py) and edgeseg's runtime "
+    "keeps ORT from quantizing them back: ONNX int8/fp32 2.2-2.3x -> 1.48x.",
     "- OpenVINO, issue 15 (PERF_COUNT profile of the int8 IR, LR-ASPP-S 512x512, f32 hint, 1 thread): every "
     "convolution, group convolution, SE ReduceMean/Multiply and residual Add runs int8 (AMX/VNNI "
     "kernels); f32 are the two bilinear Interpolates (31% of the int8 time; the head Add's output is "
