@@ -227,6 +227,16 @@ def measure_files(files: dict, checkpoint: Path, errors: dict, args) -> dict:
     return out
 
 
+def control_miou(row: str, saved: dict | None = None) -> float | None:
+    """The float fine-tune control's mIoU for a row of ``domain_rows`` (a head's own for
+    ``model [head]``), from runs/bench_int8/control_<model>.json, else from ``saved`` (the
+    controls recorded in int8.json)."""
+    model, _, head = row.partition(" [")
+    path = RUNS / f"control_{model}.json"
+    control = json.loads(path.read_text()) if path.exists() else (saved or {}).get(model, {})
+    return control.get("by_domain", {}).get(head.rstrip("]")) if head else control.get("miou")
+
+
 def domain_rows(state: dict):
     """(row name, {target: results}) per model, and per head of a multi-domain model: its mIoUs
     on its own domain (size and latency are the whole file's, shared by its heads)."""
@@ -258,12 +268,8 @@ def summary(state: dict) -> list[str]:
 
     lines = ["## Reading the results", ""]
     for name, row in domain_rows(state):
-        model, _, head = name.partition(" [")
-        trained = state.get("train", {}).get(model, {})
-        control_path = RUNS / f"control_{model}.json"
-        control = (json.loads(control_path.read_text()) if control_path.exists()
-                   else state.get("float_finetune_controls", {}).get(model, {}))
-        control = control.get("by_domain", {}).get(head.rstrip("]")) if head else control.get("miou")
+        trained = state.get("train", {}).get(name.partition(" [")[0], {})
+        control = control_miou(name, state.get("float_finetune_controls", {}))
         targets = row["targets"].values()
         ref = next((t.get("reference_miou") for t in targets if t.get("reference_miou") is not None), None)
         qat = [t["qat"]["miou"] for t in targets if t.get("qat", {}).get("miou") is not None]
@@ -411,11 +417,7 @@ def write_report(state: dict, args) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in domain_rows(state):
-        model, _, head = name.partition(" [")
-        control_path = RUNS / f"control_{model}.json"
-        control = json.loads(control_path.read_text()) if control_path.exists() else {}
-        if head:
-            control = {"miou": control.get("by_domain", {}).get(head.rstrip("]"))}
+        control = control_miou(name)
         for target, t in row["targets"].items():
             fp32, ptq, qat = t.get("fp32", {}), t.get("ptq", {}), t.get("qat", {})
             best = qat if qat else ptq
@@ -427,7 +429,7 @@ def write_report(state: dict, args) -> None:
             goals = [drop is not None and drop >= -0.5, size is not None and size <= 0.30, lat is not None and lat <= 0.6]
             lines.append(
                 f"| {name} | {target} | {_f(ref)} | {_f(fp32.get('miou'))} | {_f(ptq.get('miou'))} | {_f(qat.get('miou'))} | "
-                f"{_f(drop, '+.2f')} | {_f(control.get('miou'))} | {_f(size and 100 * size, '.0f')}% | {_f(lat, '.2f')}x | "
+                f"{_f(drop, '+.2f')} | {_f(control)} | {_f(size and 100 * size, '.0f')}% | {_f(lat, '.2f')}x | "
                 f"{' / '.join('yes' if g else 'MISS' for g in goals)} |"
             )
     latency = {path.stem[len("latency_"):]: json.loads(path.read_text()) for path in sorted(RUNS.glob("latency_*.json"))}

@@ -45,11 +45,11 @@ def profile_onnx(path: Path, runs: int) -> dict:
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    from edgeseg.runtime.onnx import REQUANTIZER, written_int8_by_edgeseg
+    from edgeseg.runtime.onnx import keep_float_convs, written_int8_by_edgeseg
 
     plain = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     if written_int8_by_edgeseg(plain):  # as edgeseg's runtime opens it: float convs stay float
-        options.add_session_config_entry("optimization.disable_specified_optimizers", REQUANTIZER)
+        keep_float_convs(options)
         plain = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     meta = plain.get_inputs()[0]
     dtype = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32, "tensor(float16)": np.float16}[meta.type]

@@ -58,9 +58,7 @@ def decompose_hard_activations(model: torch.fx.GraphModule) -> int:
     """
     graph = model.graph
     count = 0
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.target not in _HARD:
-            continue
+    for node in _calls(graph, _HARD):
         x = node.args[0]
         with graph.inserting_before(node):
             three, sixth = (_constant(model, x, value) for value in (3.0, 1.0 / 6.0))
@@ -69,7 +67,7 @@ def decompose_hard_activations(model: torch.fx.GraphModule) -> int:
             out = gate = graph.call_function(torch.ops.aten.mul.Tensor, (clipped, sixth))
             if not _HARD[node.target]:
                 out = graph.call_function(torch.ops.aten.mul.Tensor, (x, gate))
-        _replace(graph, node, out, {shifted, clipped, gate, out}, ("nn_module_stack", "source_fn_stack", "stack_trace", "val"))
+        _replace(graph, node, out, {shifted, clipped, gate, out}, _META_KEYS)
         count += 1
     return _finish(model, count)
 
@@ -84,10 +82,9 @@ def float_scalars(model: torch.fx.GraphModule) -> int:
     it: an int64 constant fails the histogram observer (Mobile-Former's dynamic ReLU,
     ``x * (2 * a1)``). Same values: the op promoted the int to float anyway."""
     count = 0
-    for node in model.graph.nodes:
+    for node in _calls(model.graph, _ELEMENTWISE):
         val = node.meta.get("val")
-        if node.op != "call_function" or node.target not in _ELEMENTWISE or not (
-                isinstance(val, torch.Tensor) and val.is_floating_point()):
+        if not (isinstance(val, torch.Tensor) and val.is_floating_point()):
             continue
         args = tuple(float(a) if isinstance(a, int) and not isinstance(a, bool) else a for a in node.args)
         if args != node.args or any(type(a) is not type(b) for a, b in zip(args, node.args)):
@@ -107,9 +104,7 @@ def chunks_as_slices(model: torch.fx.GraphModule) -> int:
 
     graph = model.graph
     count = 0
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.target != torch.ops.aten.chunk.default:
-            continue
+    for node in _calls(graph, {torch.ops.aten.chunk.default}):
         x, pieces = node.args[0], node.args[1]
         dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
         val = x.meta.get("val") if isinstance(x, Node) else None
@@ -122,7 +117,7 @@ def chunks_as_slices(model: torch.fx.GraphModule) -> int:
             index = user.args[1]
             with graph.inserting_before(user):
                 piece = graph.call_function(torch.ops.aten.slice.Tensor, (x, dim, index * size, min((index + 1) * size, val.shape[dim])))
-            _replace(graph, user, piece, {piece}, ("nn_module_stack", "source_fn_stack", "stack_trace", "val"))
+            _replace(graph, user, piece, {piece}, _META_KEYS)
         graph.erase_node(node)
         count += 1
     return _finish(model, count)
@@ -139,9 +134,7 @@ def normalization_as_conv(model: torch.fx.GraphModule) -> int:
     """
     graph = model.graph
     count = 0
-    for add in list(graph.nodes):
-        if add.op != "call_function" or add.target != torch.ops.aten.add.Tensor:
-            continue
+    for add in _calls(graph, {torch.ops.aten.add.Tensor}):
         mul, shift = add.args[0], add.args[1]
         if not (isinstance(mul, Node) and mul.op == "call_function" and mul.target == torch.ops.aten.mul.Tensor
                 and len(mul.users) == 1 and isinstance(shift, Node) and shift.op == "get_attr"):
@@ -167,6 +160,16 @@ def normalization_as_conv(model: torch.fx.GraphModule) -> int:
         _replace(graph, add, conv, {conv}, ("nn_module_stack", "stack_trace", "val"), also=(mul,))
         count += 1
     return _finish(model, count)
+
+
+# The meta a rewritten node takes from the one it replaces: module paths (--keep-float filters
+# match on them), the source op, the trace and the shape.
+_META_KEYS = ("nn_module_stack", "source_fn_stack", "stack_trace", "val")
+
+
+def _calls(graph: torch.fx.Graph, targets) -> list[Node]:
+    """The graph's call_function nodes of ``targets``, listed first (rewrites change the graph)."""
+    return [node for node in graph.nodes if node.op == "call_function" and node.target in targets]
 
 
 def _replace(graph: torch.fx.Graph, old: Node, out: Node, new: set[Node], keys: tuple[str, ...],

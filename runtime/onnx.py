@@ -123,6 +123,11 @@ SPINNING = False
 REQUANTIZER = "WeightBiasQuantization"
 
 
+def keep_float_convs(options) -> None:
+    """Session options that leave an edgeseg int8 file's float convs float (REQUANTIZER off)."""
+    options.add_session_config_entry("optimization.disable_specified_optimizers", REQUANTIZER)
+
+
 def written_int8_by_edgeseg(session) -> bool:
     """Whether the session's file is an edgeseg int8 file (its metadata says so; read leniently)."""
     import json
@@ -155,8 +160,10 @@ class OnnxBackend(Backend):
         providers, self.device_note = _providers(ort, device)
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-            if written_int8_by_edgeseg(self._session):  # its float convs stay float (see REQUANTIZER)
-                options.add_session_config_entry("optimization.disable_specified_optimizers", REQUANTIZER)
+            #: An edgeseg int8 file: opened again with its float convs kept float (see REQUANTIZER).
+            self._int8 = written_int8_by_edgeseg(self._session)
+            if self._int8:
+                keep_float_convs(options)
                 self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own types for every parse/validation failure
             if len(providers) > 1:
@@ -210,8 +217,8 @@ class OnnxBackend(Backend):
         options = ort.SessionOptions()
         options.enable_profiling = True
         options.log_severity_level = 3
-        if written_int8_by_edgeseg(self._session):
-            options.add_session_config_entry("optimization.disable_specified_optimizers", REQUANTIZER)
+        if self._int8:
+            keep_float_convs(options)
         with tempfile.TemporaryDirectory() as folder:
             options.profile_file_prefix = os.path.join(folder, "placement")
             session = ort.InferenceSession(str(self.path), sess_options=options, providers=self._providers)
