@@ -122,7 +122,7 @@ def export(graph, files: tuple[Path, ...], options) -> None:
             export_float(graph, (package,), replace(options, precision="fp32"))
             model = _compress_weights(package, quant.coreml_mode)
         _save(model, graph, package)
-        graph.gate = gate_int8_file(package, net, quant)  # off macOS: "cannot run here", said in the report
+        graph.gate = gate_int8_file(package, net, quant, graph.metadata.input_size)  # off macOS: "cannot run here", said in the report
         shutil.rmtree(files[0], ignore_errors=True)
         package.rename(files[0])
 

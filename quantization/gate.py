@@ -62,12 +62,18 @@ class GateReport:
         )
 
 
-def gate_int8_file(path: Path, reference_model, options: QuantOptions) -> GateReport:
+def gate_int8_file(path: Path, reference_model, options: QuantOptions,
+                   input_size: tuple[int, int] | None = None) -> GateReport:
     """Validate ``path`` against the float model; return what the gate measured, or raise.
 
     ``reference_model``: the float model (saved to a scratch checkpoint for the harness), unless
     ``options.reference`` names the float checkpoint to compare with (QAT compares with the model
-    it started from, not with its own fine-tuned float weights).
+    it started from, not with its own fine-tuned float weights). ``input_size``: the file's
+    (default: the reference's). The gate images are drawn at it and the float model runs at it, so
+    int8 is compared with float on the same input: a file converted at another size than the
+    model was trained at would otherwise be compared with the model run at its own size, on images
+    the file upsamples (LR-ASPP-S trained at 128x256, int8 at 512x512: 41% "agreement", from the
+    scale change alone).
     """
     from edgeseg.validate import CANNOT_RUN_HERE, PASSED, Gates, validate
 
@@ -76,9 +82,10 @@ def gate_int8_file(path: Path, reference_model, options: QuantOptions) -> GateRe
     gates = Gates(max_miou_drop=options.max_miou_drop, min_agreement=options.min_agreement)
     with tempfile.TemporaryDirectory(prefix="edgeseg-gate-") as scratch:
         reference = options.reference or _save_reference(reference_model, Path(scratch))
+        reference = _at_input_size(Path(reference), input_size, Path(scratch))
         if not options.labelled:
             return _agreement_gate(path, reference, options)
-        # Synthetic gate images are drawn at the model's size (no resize blur in the scores).
+        # Synthetic gate images are drawn at the file's size (no resize blur in the scores).
         size = tuple(read_checkpoint_header(reference)[1].input_size)
         run = validate(
             [path], reference, options.gate_spec, gates=gates, limit=options.gate_images,
@@ -192,3 +199,14 @@ def _save_reference(model, scratch: Path) -> Path:
             None,
         )
     return save_checkpoint(model, scratch / "reference.safetensors")
+
+
+def _at_input_size(reference: Path, size: tuple[int, int] | None, scratch: Path) -> Path:
+    """``reference``, or a scratch copy of it that runs at ``size`` (its metadata's input size)."""
+    from edgeseg.checkpoint import load_model, read_checkpoint_header, save_checkpoint
+
+    if size is None or tuple(size) == tuple(read_checkpoint_header(reference)[1].input_size):
+        return reference
+    model = load_model(reference)
+    model.metadata = model.metadata.replace(input_size=tuple(size))
+    return save_checkpoint(model, scratch / f"reference_{size[0]}x{size[1]}.safetensors")

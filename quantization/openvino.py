@@ -63,7 +63,7 @@ def export(graph, files: tuple[Path, ...], options) -> None:
         path = Path(scratch) / "model.xml"
         graph.metadata = graph.metadata.replace(inference_precisions=("fp32",))
         _save(quantized, path, graph.metadata)
-        graph.gate = gate_int8_file(path, net, quant)
+        graph.gate = gate_int8_file(path, net, quant, graph.metadata.input_size)
         graph.metadata = verified_precisions(quantized, path, net, quant, graph.metadata)
         _save(quantized, path, graph.metadata)
         os.replace(path, xml)
@@ -94,7 +94,7 @@ def verified_precisions(model: ov.Model, path: Path, net, quant, meta):
         # The gate loads the file through the runtime, which runs it at its fastest recorded precision.
         _save(model, path, meta.replace(inference_precisions=("fp32", precision)))
         try:
-            report = gate_int8_file(path, net, quant)
+            report = gate_int8_file(path, net, quant, meta.input_size)
         except AccuracyGateError as exc:
             checks[precision] = f"failed the int8 gate: {str(exc)[:200]}"
             continue

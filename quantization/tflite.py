@@ -32,10 +32,8 @@ def quantizer(keep_float: tuple[str, ...] = (), *, qat: bool = False):
 
     from edgeseg.quantization.tflite_quantizer import edgeseg_pt2e_quantizer
 
-    q = edgeseg_pt2e_quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
-    for layer in keep_float:
-        q.set_module_name(graph_path(layer), None)  # None = leave this module's ops in float
-    return q
+    keep = tuple(graph_path(layer) for layer in keep_float)
+    return edgeseg_pt2e_quantizer(keep).set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
 
 
 def export_program(module: nn.Module, graph, batch: int = 1) -> nn.Module:
@@ -92,14 +90,15 @@ def export(graph, files: tuple[Path, ...], options) -> None:
     _describe(graph, quant, "PT2E PTQ (litert-torch PT2EQuantizer)")
     inputs = calibration_inputs(quant.calibration, quant.calib_size, graph.metadata, graph.sample.numpy().dtype)
     converted, q = prepare_ptq(graph, quant.keep_float, inputs)
-    graph.gate = write_gated(write_tflite(converted, q, graph, quant.io, inputs), files, net, quant)
+    graph.gate = write_gated(write_tflite(converted, q, graph, quant.io, inputs), files, net, quant,
+                             graph.metadata.input_size)
 
 
-def write_gated(data: bytes, files: tuple[Path, ...], net: nn.Module, quant):
+def write_gated(data: bytes, files: tuple[Path, ...], net: nn.Module, quant, input_size: tuple[int, int]):
     with tempfile.TemporaryDirectory(dir=files[0].parent, prefix=".int8-") as scratch:
         path = Path(scratch) / "model.tflite"
         path.write_bytes(data)
-        gate = gate_int8_file(path, net, quant)
+        gate = gate_int8_file(path, net, quant, input_size)
         os.replace(path, files[0])
     return gate
 

@@ -212,11 +212,22 @@ def _constant(model: torch.fx.GraphModule, like: Node, value: float) -> Node:
     return node
 
 
-def edgeseg_pt2e_quantizer():
-    """A ``PT2EQuantizer`` subclass instance that also annotates the ops above."""
+def edgeseg_pt2e_quantizer(keep_float: tuple[str, ...] = ()):
+    """A ``PT2EQuantizer`` subclass instance that also annotates the ops above, and leaves the ops
+    of the ``keep_float`` layers (export-graph module paths, ``net.backbone.0``) float.
+
+    litert-torch's own per-module settings (``set_module_name``) match nothing on torch.export
+    graphs of torch 2.13: their filter expects ``nn_module_stack`` keys of the form
+    ``L__self___a_b`` (now ``L__self__module.a.b``) and turns every ``_`` of a name into a dot.
+    So the layers are matched here, on the module paths the stack records."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
 
+    quantized = _outside(keep_float) if keep_float else None
+
     class EdgesegPT2EQuantizer(PT2EQuantizer):
+        def _annotate_for_static_quantization_config(self, model):
+            return self._annotate_all_static_patterns(model, self.global_config, quantized)
+
         def _annotate_all_static_patterns(self, model, quantization_config, filter_fn=None):
             model = super()._annotate_all_static_patterns(model, quantization_config, filter_fn)
             if quantization_config is not None:
@@ -224,6 +235,21 @@ def edgeseg_pt2e_quantizer():
             return model
 
     return EdgesegPT2EQuantizer()
+
+
+def _outside(layers: tuple[str, ...]):
+    """Node filter: True for a node outside every layer of ``layers`` (export-graph paths)."""
+    from edgeseg.quantization.layers import in_layers
+
+    def quantized(node: Node) -> bool:
+        for path, _ in (node.meta.get("nn_module_stack") or {}).values():
+            # the exported module is the TFLite wrapper (_NamedOutputs), whose ``module`` is the graph
+            relative = path[len("module."):] if path.startswith("module.") else path
+            if in_layers(relative, layers):
+                return False
+        return True
+
+    return quantized
 
 
 def annotate_activations_and_resizes(model: torch.fx.GraphModule, config, filter_fn=None) -> int:

@@ -171,3 +171,38 @@ def test_runtime_keeps_an_edgeseg_int8_files_float_convs_float(tmp_path):
 
     assert "QLinearConv" in ops(foreign)  # ORT's default: the float weights quantized
     assert "Conv" in ops(ours) and "QLinearConv" not in ops(ours)
+
+
+def test_compact_keeps_the_zero_points_onnx_runtime_needs_to_fuse_int8_gemm(tmp_path):
+    """compact() drops the all-zero weight zero points of convolutions only: ONNX Runtime fuses a
+    QDQ Gemm (Mobile-Former's token Linear layers) into its int8 QGemm only when they are named."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.quantization.onnx import compact, quantize_qdq
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+               for name, shape in (("cw", (8, 8, 3, 3)), ("gw", (6, 8)), ("gb", (6,)))]
+    nodes = [
+        helper.make_node("Conv", ["x", "cw"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "gw", "gb"], ["y"], name="gemm", transB=1),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])], weights)
+    src, dest = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    inputs = [rng.standard_normal((1, 8, 8, 8)).astype(np.float32) for _ in range(4)]
+    quantize_qdq(src, dest, "x", inputs, [])
+    qdq = onnx.load(str(dest))
+    done = compact(qdq)
+    assert done["zero_points_dropped"] == 1  # the conv's weight (it has no bias)
+    onnx.checker.check_model(qdq)
+    session, optimized = _session(qdq, tmp_path, "compacted", optimized=True)
+    ops = {n.op_type for n in optimized.graph.node}
+    assert {"QLinearConv", "QGemm"} <= ops and not {"Conv", "Gemm"} & ops, ops
+    reference, _ = _session(onnx.load(str(dest)), tmp_path, "stock")
+    for x in inputs:
+        np.testing.assert_array_equal(session.run(None, {"x": x})[0], reference.run(None, {"x": x})[0])

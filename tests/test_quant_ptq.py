@@ -139,6 +139,54 @@ def test_tflite_full_int8_io(checkpoint, tmp_path):
     assert _agreement(load(pixels.path), load(checkpoint), _images()) > 0.9
 
 
+
+def test_tflite_keep_float_leaves_that_layers_ops_float(checkpoint, tmp_path):
+    """--keep-float on TFLite: the layer's convolution keeps float weights and its activation runs
+    float (litert-torch's own per-module setting matched nothing on torch 2.13 export graphs)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeseg.runtime import load
+
+    def float_conv_weights(path):
+        interpreter = Interpreter(model_path=str(path))
+        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+        return [tensors[op["inputs"][1]]["shape"].tolist() for op in interpreter._get_ops_details()
+                if op["op_name"] == "CONV_2D" and tensors[op["inputs"][1]]["dtype"] == np.float32]
+
+    plain = convert(checkpoint, "tflite", precision="int8", quant=QuantOptions(**FAST), out=tmp_path / "a.tflite")
+    kept = convert(checkpoint, "tflite", precision="int8", quant=QuantOptions(**FAST, keep_float=("backbone.0",)),
+                   out=tmp_path / "k.tflite")
+    assert float_conv_weights(plain.path) == []
+    from edgeseg.checkpoint import load_model
+
+    stem = load_model(checkpoint).backbone[0][0]
+    assert float_conv_weights(kept.path) == [[stem.out_channels, *stem.kernel_size, stem.in_channels]]
+    report = delegate_report(kept.path)
+    assert report.ops.get("HARD_SWISH") == 1 and report.partitions == 1, report.as_dict()
+    assert _agreement(load(kept.path), load(checkpoint), _images()) > 0.9
+
+
+def test_int8_gate_compares_with_float_at_the_files_input_size(checkpoint, tmp_path, monkeypatch):
+    """A file converted at another size than the model's is gated against the float model run at
+    the file's size, on images drawn at that size (not against the model at its own size, on
+    images the file would upsample)."""
+    import edgeseg.validate as harness
+    from edgeseg.checkpoint import read_checkpoint_header
+
+    size = tuple(read_checkpoint_header(checkpoint)[1].input_size)
+    bigger = (2 * size[0], 2 * size[1])
+    seen, real = [], harness.validate
+
+    def spy(files, reference, *args, **kwargs):
+        seen.append((tuple(read_checkpoint_header(reference)[1].input_size), tuple(kwargs["data_options"]["size"])))
+        return real(files, reference, *args, **kwargs)
+
+    monkeypatch.setattr(harness, "validate", spy)
+    result = convert(checkpoint, "onnx", precision="int8", input_size=bigger, quant=QuantOptions(**FAST),
+                     out=tmp_path / "big.onnx")
+    assert seen == [(bigger, bigger)]
+    assert result.files[0].path.exists()
+
 def _float_params(checkpoint):
     from edgeseg.checkpoint import load_model
 
