@@ -359,13 +359,15 @@ NOTES = [
     "as in AMX int8, the depthwise convolutions and the upsample cost the same in both). int8 pays on "
     "OpenVINO where the CPU has no AMX-BF16.",
     "- Mobile-Former-151M: int8 is slower than fp32 on all three backends at 128x256 (its token Linear "
-    "layers, attention and dynamic ReLU have no int8 kernels there: ONNX Runtime keeps its Gemm layers float "
-    "and dequantizes their weights on every call, OpenVINO decompresses them to f32, LiteRT's XNNPACK splits "
+    "layers, attention and dynamic ReLU gain nothing from int8 there: ONNX Runtime's QGemm on 6-token matrices is "
+    "no faster than its float Gemm, OpenVINO decompresses their weights to f32, LiteRT's XNNPACK splits "
     "into 54 partitions around int8 MAXIMUM, BATCH_MATMUL and GELU); per-op profiles in "
     "benchmarks/results/int8_profile.md. Its 3x3 depthwise convolutions that also expand the channels (2-6 "
     "outputs per group) ran ONNX Runtime's slow generic int8 path (all int8 convs 12.2 ms against 2.5 ms for "
     "every float Conv); they now stay float in the ONNX int8 file (quantization/onnx.py) and edgeseg's runtime "
-    "keeps ORT from quantizing them back: ONNX int8/fp32 2.2-2.3x -> 1.48x.",
+    "keeps ORT from quantizing them back: ONNX int8/fp32 2.2-2.3x -> 1.48x. The Linear layers' weights then "
+    "keep their zero points, without which ORT ran them as float Gemm and dequantized their weights on every "
+    "call: 1.48x -> 1.26x.",
     "- OpenVINO, issue 15 (PERF_COUNT profile of the int8 IR, LR-ASPP-S 512x512, f32 hint, 1 thread): every "
     "convolution, group convolution, SE ReduceMean/Multiply and residual Add runs int8 (AMX/VNNI "
     "kernels); f32 are the two bilinear Interpolates (31% of the int8 time; the head Add's output is "

@@ -1,10 +1,19 @@
 """Where an int8 file spends its time, beside its fp32 file: per-op-type kernel time from ONNX
-Runtime's profiler and OpenVINO's per-layer counters (1 thread), for the int8 benchmark's files.
+Runtime's profiler and OpenVINO's per-layer counters (1 thread), for the int8 benchmark's files,
+and for LiteRT files each op's in-context time (below).
 
 It explains the int8/fp32 rows of ``benchmarks/results/int8.md`` that miss the 0.6x goal: which
 op types take the int8 file's time, and which of them run a float kernel. OpenVINO files are
 profiled at each inference precision the CPU offers (f32, bf16 where it has it): the runtime runs
 an fp32 file at the fastest precision its conversion verified, and an int8 IR at f32.
+
+LiteRT's Python API has no op profiler. So each op of a ``.tflite`` is timed alone: a file of
+that one op (a PAD together with the convolution that reads it, which XNNPACK fuses), its other
+inputs made the graph's, run by the XNNPACK delegate; times are summed by op type. Alone, the ops
+add up to more than the whole file (LR-ASPP-L 512x512: 1.3x for fp32, 1.9x for int8; cutting the
+graph into prefixes instead failed: MobileNetV3's residuals and LR-ASPP's 1/8 tap leave no cut
+points). So read a row as where the time goes and compare an op type's int8 time with its fp32
+time, not the sums with the wall time.
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8_profile.py \\
         --pair mobileformer_lraspp_151m:onnx_fp32.onnx,onnx_qat.onnx --runs 20
@@ -101,12 +110,70 @@ def profile_openvino(path: Path, runs: int, precision: str) -> dict:
             "kernel_ms": sum(by_op.values()), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]))}
 
 
+def _single_ops(path: Path):
+    """Yield (op type, a .tflite of that op alone) for the main graph's ops (module docstring)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    graph = model.subgraphs[0]
+    model.signatureDefs = []  # they name the full graph's inputs and outputs
+    ops = list(graph.operators)
+    names = [flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) for op in ops]
+
+    def constant(tensor: int) -> bool:
+        data = model.buffers[graph.tensors[tensor].buffer].data
+        return data is not None and len(data) > 0
+
+    pads = {int(op.outputs[0]): op for op, name in zip(ops, names) if name in ("PAD", "PADV2")}
+    for op, name in zip(ops, names):
+        if name in ("PAD", "PADV2"):
+            continue
+        pad = next((pads[int(t)] for t in op.inputs if int(t) in pads), None)
+        group = [pad, op] if pad is not None else [op]
+        produced = {int(t) for o in group for t in o.outputs}
+        graph.operators = group
+        graph.inputs = [int(t) for o in group for t in o.inputs if t >= 0 and not constant(int(t)) and int(t) not in produced]
+        graph.outputs = [int(t) for t in op.outputs]
+        yield name + ("+PAD" if pad is not None else ""), bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _invoke_ms(interpreter, runs: int) -> float:
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], _input(detail["shape"], detail["dtype"]))
+    for _ in range(3):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def profile_tflite(path: Path, runs: int) -> dict:
+    """Each op timed alone (module docstring), summed by op type."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    whole = Interpreter(model_path=str(path), num_threads=1)
+    whole.allocate_tensors()
+    wall = _invoke_ms(whole, runs)
+    by_op: dict[str, float] = defaultdict(float)
+    for op_type, content in _single_ops(path):
+        alone = Interpreter(model_content=content, num_threads=1)
+        alone.allocate_tensors()
+        by_op[op_type] += _invoke_ms(alone, runs)
+    return {"backend": "litert", "precision": "as converted", "wall_ms": wall, "kernel_ms": sum(by_op.values()),
+            "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]))}
+
+
 def profile_pair(model: str, names: list[str], runs: int) -> list[dict]:
     rows = []
     for name in names:
         path = RUNS / model / "files" / name
         if path.suffix == ".onnx":
             results = [profile_onnx(path, runs)]
+        elif path.suffix == ".tflite":
+            results = [profile_tflite(path, runs)]
         else:
             import openvino as ov
 
@@ -125,7 +192,7 @@ def render(report: dict) -> list[str]:
         f"{describe(report['environment'], ('onnxruntime', 'openvino'))}; 1 thread; random input of the "
         "file's shape; wall = median of the model call alone, kernel = the profiler's per-op time per "
         "call (summed over op types; ONNX Runtime's kernel_time events, OpenVINO's executed layers' "
-        "real_time). OpenVINO rows name the layer type and the kernel that ran it (its precision: "
+        "real_time; LiteRT: each op timed alone in a file of its own, summed: see the script's docstring). OpenVINO rows name the layer type and the kernel that ran it (its precision: "
         "`_I8`, `_f32`, `_bf16`). Files: runs/bench_int8/MODEL/files (the int8 benchmark's; 128x256 "
         "unless the name says otherwise).", "",
         "| model | file | backend | precision | wall ms | kernel ms | top op types (ms per call) |",
@@ -137,7 +204,7 @@ def render(report: dict) -> list[str]:
                      f"{row['wall_ms']:.1f} | {row['kernel_ms']:.1f} | {top} |")
     lines += ["", *report.get("findings", []), "",
               "Reproduce: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8_profile.py --pair "
-              "MODEL:FP32_FILE,INT8_FILE --runs 20` (after `benchmarks/int8.py` wrote the files).", ""]
+              "MODEL:FP32_FILE,INT8_FILE --runs 20` (after `benchmarks/int8.py` wrote the files; .onnx, .xml or .tflite).", ""]
     return lines
 
 
