@@ -348,7 +348,9 @@ NOTES = [
     "issue 15's LiteRT and ONNX rewrites; segformer_b0's rows are the previous committed run's "
     "(runs/bench_int8/quant.json): issue 15's activation, chunk and scalar rewrites leave SegFormer-B0's graph "
     "unchanged (checked on its export), but its TFLite row predates the input-normalization fold, which every "
-    "int8 TFLite file now gets. The multi-domain "
+    "int8 TFLite file now gets. Its 1500-step checkpoint is no longer on disk: ONNX files of a later 626-step "
+    "one, made with this code, ran at 0.70x of fp32 (0.85x with the weights' zero points dropped, as the ONNX "
+    "compaction did before this session; int8_profile.md), not the 0.53x of its row. The multi-domain "
     "model is not converged in 650 steps (its float fine-tune control gains as much as QAT on the night head).",
     "- OpenVINO baseline: the runtime runs an IR at the fastest inference precision its conversion verified "
     "(issue 15): an fp32 IR at bf16 on this CPU, which has AMX-BF16, and an int8 IR's float ops at bf16 when "
@@ -367,7 +369,9 @@ NOTES = [
     "every float Conv); they now stay float in the ONNX int8 file (quantization/onnx.py) and edgeseg's runtime "
     "keeps ORT from quantizing them back: ONNX int8/fp32 2.2-2.3x -> 1.48x. The Linear layers' weights then "
     "keep their zero points, without which ORT ran them as float Gemm and dequantized their weights on every "
-    "call: 1.48x -> 1.26x.",
+    "call: 1.48x -> 1.26x. On OpenVINO the same convolutions cost the QAT IR 2.66 mIoU points (NNCF's "
+    "accuracy control, asked for 0.5, put exactly two of them back to float); their inputs now stay float: "
+    "-0.14 points, PTQ -0.4, and 1.45x -> 1.30x of fp32.",
     "- OpenVINO, issue 15 (PERF_COUNT profile of the int8 IR, LR-ASPP-S 512x512, f32 hint, 1 thread): every "
     "convolution, group convolution, SE ReduceMean/Multiply and residual Add runs int8 (AMX/VNNI "
     "kernels); f32 are the two bilinear Interpolates (31% of the int8 time; the head Add's output is "

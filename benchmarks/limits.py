@@ -345,7 +345,7 @@ def main() -> None:
         for row in data["rows"]:  # against the peaks the JSON holds now (measured again, say)
             row["percent_of_peak"] = 100 * row["gmac_per_s"] / data["peaks"][row["peak"]]
         write_report(data["peaks"], data["rows"], data["failed"], args, data["environment"], data.get("load"),
-                     {k: data[k] for k in ("peaks_under_load", "peaks_note") if k in data})
+                     {k: data[k] for k in ("peaks_under_load", "peaks_note", "partial_runs") if k in data})
         return
 
     import torch
@@ -391,7 +391,35 @@ def main() -> None:
                              "recipe": runner.recipe, "ms": ms, "gmacs": gmacs, "gmac_per_s": achieved,
                              "peak": runner.compute, "percent_of_peak": 100 * achieved / peak[runner.compute]})
             del runners, live
-        write_report(peak, rows, errors, args)  # after every model: a partial run still reports
+        if args.recipes and previous.exists():  # a partial run replaces its own rows, keeps the others
+            write_report(peak, *_merged(previous, rows, errors, args))
+        else:
+            write_report(peak, rows, errors, args)  # after every model: a partial run still reports
+
+
+def _merged(previous: Path, rows: list, errors: list, args):
+    """(rows, errors, args, env, load, kept) of the last report with this ``--recipes`` run's rows in
+    place of the ones it measured again, and the run listed in ``partial_runs``."""
+    import json
+
+    from edgeseg.validate.environment import environment
+
+    data = json.loads(previous.read_text())
+
+    def key(r):
+        return r["model"], r["backend"], r["precision"], r["recipe"]
+
+    measured, fresh = {key(r) for r in [*rows, *errors]}, {key(r): r for r in rows}
+    kept_rows = [fresh.pop(key(r)) if key(r) in fresh else r
+                 for r in data["rows"] if key(r) in fresh or key(r) not in measured]  # in the old order
+    kept_rows += list(fresh.values())
+    failed = [r for r in data["failed"] if key(r) not in measured] + errors
+    load = list(os.getloadavg())
+    partial = [*data.get("partial_runs", []), {"when": environment()["created_utc"], "models": list(args.models),
+                                               "recipes": list(args.recipes), "load": load}]
+    kept = {k: data[k] for k in ("peaks_under_load", "peaks_note") if k in data}
+    args.runs, args.warmup = data["runs"], data["warmup"]
+    return kept_rows, failed, args, data["environment"], data.get("load"), {**kept, "partial_runs": partial}
 
 
 # Why an edgeseg row is behind its stock recipe, where a profile or an ablation showed it; keyed by
@@ -475,6 +503,10 @@ def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = 
                      f"{r['gmacs']:.2f} | {r['gmac_per_s']:.1f} | {r['percent_of_peak']:.0f}% ({r['peak']}) |")
     for e in errors:
         lines.append(f"| {e['model']} | {e['backend']} | {e['precision']} | {e['recipe']} | failed: {e['error']} | | | |")
+    for run in (kept or {}).get("partial_runs", []):
+        lines += ["", f"Measured again later, in a run of their own ({run['when']}, load "
+                      f"{', '.join(f'{v:.1f}' for v in run['load'])}; `--recipes {' '.join(run['recipes'])}`, "
+                      f"round robin among themselves): the {', '.join(run['models'])} rows of those recipes."]
     lines += ["", *versus_stock(rows)]
     lines += [
         "",

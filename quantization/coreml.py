@@ -122,23 +122,31 @@ def export(graph, files: tuple[Path, ...], options) -> None:
             export_float(graph, (package,), replace(options, precision="fp32"))
             model = _compress_weights(package, quant.coreml_mode)
         _save(model, graph, package)
-        graph.gate = gate_int8_file(package, net, quant, graph.metadata.input_size)  # off macOS: "cannot run here", said in the report
+        # off macOS: "cannot run here", said in the report
+        graph.gate = gate_int8_file(package, net, quant, graph.metadata.input_size)
         shutil.rmtree(files[0], ignore_errors=True)
         package.rename(files[0])
 
 
 def convert_traced(quantized: nn.Module, graph):
     """A fake-quantized PyTorch graph -> CoreML ML Program (quantize/dequantize ops kept)."""
-    with torch.no_grad():
-        traced = torch.jit.trace(quantized.eval(), graph.sample)
     out_dtype = np.int32 if graph.metadata.argmax else np.float32
-    model = ct.convert(
-        traced,
-        inputs=input_types(graph),
-        outputs=[ct.TensorType(name=name, dtype=out_dtype) for name in graph.output_names],
-        convert_to="mlprogram", minimum_deployment_target=MIN_TARGET, skip_model_load=True,
-    )
-    return model
+    try:
+        with torch.no_grad():
+            traced = torch.jit.trace(quantized.eval(), graph.sample)
+        return ct.convert(
+            traced,
+            inputs=input_types(graph),
+            outputs=[ct.TensorType(name=name, dtype=out_dtype) for name in graph.output_names],
+            convert_to="mlprogram", minimum_deployment_target=MIN_TARGET, skip_model_load=True,
+        )
+    except Exception as exc:  # Mobile-Former: the frontend fails on `int` of a traced shape
+        raise QuantizationError(
+            f"coremltools could not convert the W8A8 (int8 activations) network of {graph.metadata.model} "
+            f"({type(exc).__name__}: {str(exc)[:200]}); --coreml-mode weights or palette (int8 weights "
+            "of the float CoreML file, which converts) works for it, or use another target for int8 "
+            "activations"
+        ) from exc
 
 
 def _compress_weights(path: Path, mode: str):

@@ -130,3 +130,27 @@ def test_coreml_w8a8_has_int8_weights_and_activation_quantization(checkpoint, tm
     ops = collections.Counter(op.type for fn in spec.mlProgram.functions.values()
                               for block in fn.block_specializations.values() for op in block.operations)
     assert ops["quantize"] > 5 and ops["dequantize"] > 5 and ops["constexpr_affine_dequantize"] > 5
+
+
+def test_coreml_w8a8_of_mobileformer_fails_with_the_weight_only_way_out(tmp_path):
+    # coremltools' TorchScript frontend cannot convert Mobile-Former's W8A8 network (`int` of a traced
+    # shape); the error says so and names the modes that do convert it, which convert (weight-only).
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.converters import convert
+    from edgeseg.data.synthetic import domain_classes
+    from edgeseg.models import create_model, tiny_config
+    from edgeseg.quantization.errors import QuantizationError
+    from edgeseg.quantization.options import QuantOptions
+
+    name = "mobileformer_lraspp_151m"
+    classes, palette = domain_classes("day")
+    model = create_model(name, num_classes=len(classes), **tiny_config(name)).eval()
+    model.metadata = model.metadata.replace(input_size=(64, 64), classes=classes, palette=palette)
+    ckpt = save_checkpoint(model, tmp_path / "tiny.safetensors")
+    fast = dict(calib_size=4, gate_images=4)
+    with pytest.raises(QuantizationError, match="--coreml-mode weights or palette"):
+        convert(ckpt, "coreml", precision="int8", quant=QuantOptions(**fast), out=tmp_path / "a.mlpackage")
+    assert not list(tmp_path.glob("a.mlpackage*")) and not list(tmp_path.glob(".int8-*"))
+    weights = convert(ckpt, "coreml", precision="int8", quant=QuantOptions(**fast, coreml_mode="weights"),
+                      out=tmp_path / "w.mlpackage")
+    assert weights.path.exists() and weights.files[0].report.metadata_matches
