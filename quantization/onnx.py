@@ -32,7 +32,8 @@ def export(graph, files: tuple[Path, ...], options) -> None:
     check_layers(net, quant.keep_float)
     graph.metadata = graph.metadata.replace(extra={**graph.metadata.extra, "quantization": {
         "scheme": "onnxruntime QDQ static, int8 per-channel symmetric weights, "
-                  "uint8 per-tensor asymmetric activations (U8S8), RGB stem convolution float",
+                  "uint8 per-tensor asymmetric activations (U8S8), RGB stem convolution and attention "
+                  "(softmax, activation x activation matmuls) float",
         **quant.describe()}})
     inputs = calibration_inputs(quant.calibration, quant.calib_size, graph.metadata, graph.sample.numpy().dtype)
     with tempfile.TemporaryDirectory(dir=files[0].parent, prefix=".int8-") as scratch:
@@ -61,7 +62,22 @@ def _export_fp32(graph, path: Path, keep_float: tuple[str, ...]) -> list[str]:
     model = onnxslim.slim(program.model_proto)
     pool_as_global(model)  # squeeze-excitation means: QLinearGlobalAveragePool in ONNX Runtime
     onnx.save(model, str(path))
-    return excluded + slow_int8_convs(model)
+    return excluded + slow_int8_convs(model) + attention_ops(model)
+
+
+def attention_ops(model: onnx.ModelProto) -> list[str]:
+    """Names of the attention cores' nodes, left float: every Softmax and every MatMul of two
+    activations (queries x keys, weights x values; a MatMul with a weight stays int8).
+
+    ONNX Runtime 1.32's QLinearSoftmax and QLinearMatMul are slower than its float kernels.
+    SegFormer-B0 at 512x512 (1 thread, one round-robin run): QLinearSoftmax 75 ms against 8.5 ms
+    for the float Softmax, QLinearMatMul 33 ms against 21 ms; the int8 file took 0.94x of fp32,
+    0.69x with these float. Softmax alone float: 0.99x (its Q/DQ cost what it saved). At 128x256,
+    where attention is a small share, the same change is neutral (SegFormer-B0 0.69x -> 0.72x,
+    Mobile-Former-151M 1.19x -> 1.21x, within the noise)."""
+    weights = {t.name for t in model.graph.initializer}
+    return [node.name for node in model.graph.node
+            if node.op_type == "Softmax" or (node.op_type == "MatMul" and not weights & set(node.input))]
 
 
 # Convolutions with at most this many input channels (the RGB stem) stay float: ONNX Runtime's

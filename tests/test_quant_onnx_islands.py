@@ -206,3 +206,24 @@ def test_compact_keeps_the_zero_points_onnx_runtime_needs_to_fuse_int8_gemm(tmp_
     reference, _ = _session(onnx.load(str(dest)), tmp_path, "stock")
     for x in inputs:
         np.testing.assert_array_equal(session.run(None, {"x": x})[0], reference.run(None, {"x": x})[0])
+
+
+def test_attention_softmax_and_activation_matmuls_stay_float():
+    """ONNX Runtime's int8 Softmax and activation x activation MatMul are slower than its float
+    ones: attention_ops names them for quantize_static to leave float; a MatMul with a weight
+    (a Linear layer) is not named."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.quantization.onnx import attention_ops
+
+    weight = numpy_helper.from_array(np.zeros((8, 8), np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["q"], name="linear"),
+        helper.make_node("Transpose", ["q"], ["kt"], name="t", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["s"], name="scores"),
+        helper.make_node("Softmax", ["s"], ["p"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["p", "q"], ["y"], name="context"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])], [weight])
+    assert attention_ops(helper.make_model(graph)) == ["scores", "softmax", "context"]
