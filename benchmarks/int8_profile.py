@@ -132,7 +132,8 @@ def _single_ops(path: Path):
         group = [pad, op] if pad is not None else [op]
         produced = {int(t) for o in group for t in o.outputs}
         graph.operators = group
-        graph.inputs = [int(t) for o in group for t in o.inputs if t >= 0 and not constant(int(t)) and int(t) not in produced]
+        graph.inputs = [int(t) for o in group for t in o.inputs
+                        if t >= 0 and not constant(int(t)) and int(t) not in produced]
         graph.outputs = [int(t) for t in op.outputs]
         yield name + ("+PAD" if pad is not None else ""), bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
@@ -192,7 +193,8 @@ def render(report: dict) -> list[str]:
         f"{describe(report['environment'], ('onnxruntime', 'openvino'))}; 1 thread; random input of the "
         "file's shape; wall = median of the model call alone, kernel = the profiler's per-op time per "
         "call (summed over op types; ONNX Runtime's kernel_time events, OpenVINO's executed layers' "
-        "real_time; LiteRT: each op timed alone in a file of its own, summed: see the script's docstring). OpenVINO rows name the layer type and the kernel that ran it (its precision: "
+        "real_time; LiteRT: each op timed alone in a file of its own, summed: see the script's "
+        "docstring). OpenVINO rows name the layer type and the kernel that ran it (its precision: "
         "`_I8`, `_f32`, `_bf16`). Files: runs/bench_int8/MODEL/files (the int8 benchmark's; 128x256 "
         "unless the name says otherwise).", "",
         "| model | file | backend | precision | wall ms | kernel ms | top op types (ms per call) |",
@@ -204,7 +206,8 @@ def render(report: dict) -> list[str]:
                      f"{row['wall_ms']:.1f} | {row['kernel_ms']:.1f} | {top} |")
     lines += ["", *report.get("findings", []), "",
               "Reproduce: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/int8_profile.py --pair "
-              "MODEL:FP32_FILE,INT8_FILE --runs 20` (after `benchmarks/int8.py` wrote the files; .onnx, .xml or .tflite).", ""]
+              "MODEL:FP32_FILE,INT8_FILE --runs 20` (after `benchmarks/int8.py` wrote the files; .onnx, .xml "
+              "or .tflite).", ""]
     return lines
 
 

@@ -392,14 +392,15 @@ def main() -> None:
                              "peak": runner.compute, "percent_of_peak": 100 * achieved / peak[runner.compute]})
             del runners, live
         if args.recipes and previous.exists():  # a partial run replaces its own rows, keeps the others
-            write_report(peak, *_merged(previous, rows, errors, args))
+            write_report(peak, *_merged(previous, peak, rows, errors, args))
         else:
             write_report(peak, rows, errors, args)  # after every model: a partial run still reports
 
 
-def _merged(previous: Path, rows: list, errors: list, args):
+def _merged(previous: Path, peak: dict, rows: list, errors: list, args):
     """(rows, errors, args, env, load, kept) of the last report with this ``--recipes`` run's rows in
-    place of the ones it measured again, and the run listed in ``partial_runs``."""
+    place of the ones it measured again (every row against ``peak``), and the run listed in
+    ``partial_runs``."""
     import json
 
     from edgeseg.validate.environment import environment
@@ -413,6 +414,8 @@ def _merged(previous: Path, rows: list, errors: list, args):
     kept_rows = [fresh.pop(key(r)) if key(r) in fresh else r
                  for r in data["rows"] if key(r) in fresh or key(r) not in measured]  # in the old order
     kept_rows += list(fresh.values())
+    for row in kept_rows:
+        row["percent_of_peak"] = 100 * row["gmac_per_s"] / peak[row["peak"]]
     failed = [r for r in data["failed"] if key(r) not in measured] + errors
     load = list(os.getloadavg())
     covered = [run for run in data.get("partial_runs", [])  # rows this run measured again
