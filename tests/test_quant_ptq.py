@@ -139,12 +139,12 @@ def test_tflite_full_int8_io(checkpoint, tmp_path):
     assert _agreement(load(pixels.path), load(checkpoint), _images()) > 0.9
 
 
-
 def test_tflite_keep_float_leaves_that_layers_ops_float(checkpoint, tmp_path):
     """--keep-float on TFLite: the layer's convolution keeps float weights and its activation runs
     float (litert-torch's own per-module setting matched nothing on torch 2.13 export graphs)."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from edgeseg.checkpoint import load_model
     from edgeseg.runtime import load
 
     def float_conv_weights(path):
@@ -157,8 +157,6 @@ def test_tflite_keep_float_leaves_that_layers_ops_float(checkpoint, tmp_path):
     kept = convert(checkpoint, "tflite", precision="int8", quant=QuantOptions(**FAST, keep_float=("backbone.0",)),
                    out=tmp_path / "k.tflite")
     assert float_conv_weights(plain.path) == []
-    from edgeseg.checkpoint import load_model
-
     stem = load_model(checkpoint).backbone[0][0]
     assert float_conv_weights(kept.path) == [[stem.out_channels, *stem.kernel_size, stem.in_channels]]
     report = delegate_report(kept.path)
