@@ -33,3 +33,16 @@ def tiny_checkpoint() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="edgeseg-quant-tests-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return train_tiny(folder)
+
+
+def untrained_checkpoint(name: str, folder: Path) -> Path:
+    """A tiny untrained ``name`` (synthetic day classes, SIZE input) saved in ``folder``: for tests of
+    a file's structure, whose gate is opened wide (random weights have no accuracy to keep)."""
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.data.synthetic import domain_classes
+    from edgeseg.models import create_model, tiny_config
+
+    classes, palette = domain_classes("day")  # the gate scores on synthetic images
+    model = create_model(name, num_classes=len(classes), **tiny_config(name)).eval()
+    model.metadata = model.metadata.replace(input_size=SIZE, classes=classes, palette=palette)
+    return save_checkpoint(model, folder / "tiny.safetensors")

@@ -11,7 +11,7 @@ from edgeseg.errors import ConfigError
 from edgeseg.quantization.errors import AccuracyGateError
 from edgeseg.quantization.options import QuantOptions
 from edgeseg.quantization.tflite_inspect import delegate_report
-from quant_helpers import SIZE, tiny_checkpoint
+from quant_helpers import SIZE, tiny_checkpoint, untrained_checkpoint
 
 FAST = dict(calib_size=8, gate_images=8)
 
@@ -227,15 +227,7 @@ def test_openvino_int8_matmuls_keep_float_activations_and_int8_weights(tmp_path)
     # inputs stay float, their weights are still stored int8; convolutions get both.
     import openvino as ov
 
-    from edgeseg.checkpoint import save_checkpoint
-    from edgeseg.data.synthetic import domain_classes
-    from edgeseg.models import create_model, tiny_config
-
-    name = "segformer_b0"
-    classes, palette = domain_classes("day")  # the gate scores on synthetic images
-    model = create_model(name, num_classes=len(classes), **tiny_config(name)).eval()
-    model.metadata = model.metadata.replace(input_size=(64, 64), classes=classes, palette=palette)
-    ckpt = save_checkpoint(model, tmp_path / "tiny.safetensors")
+    ckpt = untrained_checkpoint("segformer_b0", tmp_path)
     quant = QuantOptions(calib_size=4, gate_images=4, max_miou_drop=100.0, min_agreement=0.0)
     path = convert(ckpt, "openvino", precision="int8", quant=quant, out=tmp_path / "q.xml").files[0].path
     ops = ov.Core().read_model(str(path)).get_ordered_ops()
@@ -265,15 +257,7 @@ def test_openvino_int8_keeps_channel_expanding_group_convs_float(tmp_path):
     # plain convolutions and plain depthwise ones keep their FakeQuantize.
     import openvino as ov
 
-    from edgeseg.checkpoint import save_checkpoint
-    from edgeseg.data.synthetic import domain_classes
-    from edgeseg.models import create_model, tiny_config
-
-    name = "mobileformer_lraspp_151m"
-    classes, palette = domain_classes("day")
-    model = create_model(name, num_classes=len(classes), **tiny_config(name)).eval()
-    model.metadata = model.metadata.replace(input_size=(64, 64), classes=classes, palette=palette)
-    ckpt = save_checkpoint(model, tmp_path / "tiny.safetensors")
+    ckpt = untrained_checkpoint("mobileformer_lraspp_151m", tmp_path)
     quant = QuantOptions(calib_size=4, gate_images=4, max_miou_drop=100.0, min_agreement=0.0)
     path = convert(ckpt, "openvino", precision="int8", quant=quant, out=tmp_path / "q.xml").files[0].path
     ops = ov.Core().read_model(str(path)).get_ordered_ops()

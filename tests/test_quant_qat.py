@@ -13,7 +13,7 @@ from edgeseg.checkpoint import load_model, read_checkpoint_header  # noqa: E402
 from edgeseg.models import create_model, tiny_config  # noqa: E402
 from edgeseg.quantization.batchnorm import conv_bn_pairs, folded_copy, unfold_into  # noqa: E402
 from edgeseg.quantization.sensitivity import fake_int8_per_channel, fake_int8_per_tensor, layer_sensitivity  # noqa: E402
-from quant_helpers import tiny_checkpoint  # noqa: E402
+from quant_helpers import tiny_checkpoint, untrained_checkpoint  # noqa: E402
 
 
 @pytest.fixture()
@@ -135,18 +135,11 @@ def test_coreml_w8a8_has_int8_weights_and_activation_quantization(checkpoint, tm
 def test_coreml_w8a8_of_mobileformer_fails_with_the_weight_only_way_out(tmp_path):
     # coremltools' TorchScript frontend cannot convert Mobile-Former's W8A8 network (`int` of a traced
     # shape); the error says so and names the modes that do convert it, which convert (weight-only).
-    from edgeseg.checkpoint import save_checkpoint
     from edgeseg.converters import convert
-    from edgeseg.data.synthetic import domain_classes
-    from edgeseg.models import create_model, tiny_config
     from edgeseg.quantization.errors import QuantizationError
     from edgeseg.quantization.options import QuantOptions
 
-    name = "mobileformer_lraspp_151m"
-    classes, palette = domain_classes("day")
-    model = create_model(name, num_classes=len(classes), **tiny_config(name)).eval()
-    model.metadata = model.metadata.replace(input_size=(64, 64), classes=classes, palette=palette)
-    ckpt = save_checkpoint(model, tmp_path / "tiny.safetensors")
+    ckpt = untrained_checkpoint("mobileformer_lraspp_151m", tmp_path)
     fast = dict(calib_size=4, gate_images=4)
     with pytest.raises(QuantizationError, match="--coreml-mode weights or palette"):
         convert(ckpt, "coreml", precision="int8", quant=QuantOptions(**fast), out=tmp_path / "a.mlpackage")
