@@ -153,11 +153,9 @@ def test_tflite_keep_float_leaves_that_layers_ops_float(checkpoint, tmp_path):
         return [tensors[op["inputs"][1]]["shape"].tolist() for op in interpreter._get_ops_details()
                 if op["op_name"] == "CONV_2D" and tensors[op["inputs"][1]]["dtype"] == np.float32]
 
-    plain = convert(checkpoint, "tflite", precision="int8", quant=QuantOptions(**FAST), out=tmp_path / "a.tflite")
     kept = convert(checkpoint, "tflite", precision="int8", quant=QuantOptions(**FAST, keep_float=("backbone.0",)),
                    out=tmp_path / "k.tflite")
-    assert float_conv_weights(plain.path) == []
-    stem = load_model(checkpoint).backbone[0][0]
+    stem = load_model(checkpoint).backbone[0][0]  # the one float CONV_2D; every other conv is int8
     assert float_conv_weights(kept.path) == [[stem.out_channels, *stem.kernel_size, stem.in_channels]]
     report = delegate_report(kept.path)
     assert report.ops.get("HARD_SWISH") == 1 and report.partitions == 1, report.as_dict()
