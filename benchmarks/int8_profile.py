@@ -48,6 +48,18 @@ def _input(shape, dtype) -> np.ndarray:
     return rng.standard_normal(shape).astype(dtype)
 
 
+def _median_ms(call, runs: int, warmup: int = 3) -> float:
+    """Median wall time of ``call()`` in ms over ``runs`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
 def profile_onnx(path: Path, runs: int) -> dict:
     import onnxruntime as ort
 
@@ -63,13 +75,7 @@ def profile_onnx(path: Path, runs: int) -> dict:
     meta = plain.get_inputs()[0]
     dtype = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32, "tensor(float16)": np.float16}[meta.type]
     feed = {meta.name: _input([d if isinstance(d, int) else 1 for d in meta.shape], dtype)}
-    for _ in range(3):
-        plain.run(None, feed)
-    wall = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        plain.run(None, feed)
-        wall.append(time.perf_counter() - start)
+    wall = _median_ms(lambda: plain.run(None, feed), runs)
     options.enable_profiling = True
     options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
     profiled = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -80,7 +86,7 @@ def profile_onnx(path: Path, runs: int) -> dict:
     for event in events:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
             by_op[event["args"]["op_name"]] += event["dur"] / 1000 / runs
-    return {"backend": "onnxruntime", "precision": "as converted", "wall_ms": 1000 * float(np.median(wall)),
+    return {"backend": "onnxruntime", "precision": "as converted", "wall_ms": wall,
             "kernel_ms": sum(by_op.values()), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]))}
 
 
@@ -141,14 +147,7 @@ def _single_ops(path: Path):
 def _invoke_ms(interpreter, runs: int) -> float:
     for detail in interpreter.get_input_details():
         interpreter.set_tensor(detail["index"], _input(detail["shape"], detail["dtype"]))
-    for _ in range(3):
-        interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return _median_ms(interpreter.invoke, runs)
 
 
 def profile_tflite(path: Path, runs: int) -> dict:

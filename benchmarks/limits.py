@@ -422,9 +422,9 @@ def _merged(previous: Path, peak: dict, rows: list, errors: list, args):
                if set(run["models"]) <= set(args.models) and set(run["recipes"]) <= set(args.recipes)]
     partial = [*(run for run in data.get("partial_runs", []) if run not in covered),
                {"when": environment()["created_utc"], "models": list(args.models), "recipes": list(args.recipes),
-                "load": load}]
+                "runs": args.runs, "warmup": args.warmup, "load": load}]
     kept = {k: data[k] for k in ("peaks_under_load", "peaks_note") if k in data}
-    args.runs, args.warmup = data["runs"], data["warmup"]
+    args.runs, args.warmup = data["runs"], data["warmup"]  # the header's: the full run's (its own: partial_runs)
     return kept_rows, failed, args, data["environment"], data.get("load"), {**kept, "partial_runs": partial}
 
 
@@ -518,7 +518,8 @@ def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = 
     for run in (kept or {}).get("partial_runs", []):
         lines += ["", f"Measured again later, in a run of their own ({run['when']}, load "
                       f"{', '.join(f'{v:.1f}' for v in run['load'])}; `--recipes {' '.join(run['recipes'])}`, "
-                      f"round robin among themselves): the {', '.join(run['models'])} rows of those recipes."]
+                      f"{run['runs']} timed rounds after {run['warmup']} warm-up, round robin among themselves): "
+                      f"the {', '.join(run['models'])} rows of those recipes."]
     lines += ["", *versus_stock(rows)]
     lines += [
         "",
