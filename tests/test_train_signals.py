@@ -49,8 +49,11 @@ if sys.argv[1] == "guarded":
 cv2.setNumThreads(4)
 image = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)
 hung = 0
-forks, patience = (8, 5.0) if sys.argv[1] == "guarded" else (4, 1.0)
+guarded = sys.argv[1] == "guarded"
+forks, patience = (8, 5.0) if guarded else (16, 1.0)
 for _ in range(forks):
+    if hung and not guarded:
+        break  # the hazard is shown: one hang is enough
     for _ in range(3):
         cv2.GaussianBlur(image, (5, 5), 0)  # the parent's pool threads are up and waiting
     pid = os.fork()
@@ -83,5 +86,5 @@ def test_forked_loader_workers_do_not_inherit_a_busy_opencv_pool(mode):
     assert threads == 4  # the parent keeps its own thread count
     if mode == "guarded":
         assert hung == 0
-    else:  # what the guard prevents, shown on this machine (a fork can miss the race)
-        assert hung > 0
+    elif hung == 0:  # a fork can miss the race: one CI machine missed it in 4 forks
+        pytest.skip("16 unguarded forks did not hang on this machine, so it cannot show what the guard prevents")
