@@ -478,6 +478,15 @@ def versus_stock(rows: list) -> list[str]:
     return lines
 
 
+def _ceilings() -> dict:
+    """(model, backend, precision) -> the ceiling % of peak benchmarks/ceiling.py measured, if it ran."""
+    import json
+
+    path = RESULTS / "ceiling.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    return {(r["model"], r["backend"], r["precision"]): r["ceiling_percent"] for r in rows}
+
+
 def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = None, load=None,
                  kept: dict | None = None) -> None:
     from edgeseg.fileio import write_results
@@ -507,14 +516,17 @@ def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = 
         "matmul, best of 15) and the times are depressed and noisy; compare rows of one model (timed "
         "round robin), not absolute figures." + (f" Note: {kept['peaks_note']}." if kept and "peaks_note" in kept else ""),
         "",
-        "| model | backend | precision | recipe | ms | GMAC | GMAC/s | % of peak (which) |",
-        "|---|---|---|---|---:|---:|---:|---:|",
+        "| model | backend | precision | recipe | ms | GMAC | GMAC/s | % of peak (which) | ceiling with its kernels (ceiling.md) |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
+    ceilings = _ceilings()
     for r in rows:
+        ceiling = ceilings.get((r["model"], r["backend"], r["precision"])) if r["recipe"] == "edgeseg" else None
         lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['recipe']} | {r['ms']:.1f} | "
-                     f"{r['gmacs']:.2f} | {r['gmac_per_s']:.1f} | {r['percent_of_peak']:.0f}% ({r['peak']}) |")
+                     f"{r['gmacs']:.2f} | {r['gmac_per_s']:.1f} | {r['percent_of_peak']:.0f}% ({r['peak']}) | "
+                     f"{f'{ceiling:.0f}%' if ceiling is not None else '-'} |")
     for e in errors:
-        lines.append(f"| {e['model']} | {e['backend']} | {e['precision']} | {e['recipe']} | failed: {e['error']} | | | |")
+        lines.append(f"| {e['model']} | {e['backend']} | {e['precision']} | {e['recipe']} | failed: {e['error']} | | | | |")
     for run in (kept or {}).get("partial_runs", []):
         lines += ["", f"Measured again later, in a run of their own ({run['when']}, load "
                       f"{', '.join(f'{v:.1f}' for v in run['load'])}; `--recipes {' '.join(run['recipes'])}`, "
@@ -526,7 +538,11 @@ def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = 
         "% of peak divides the achieved GMAC/s by the peak of the precision the heavy ops run at (an "
         "OpenVINO file compiled at bf16 against the bf16 peak; int8 files against the int8 peak, though "
         "their float islands run at fp32). Depthwise convolutions, resizes and elementwise ops count no "
-        "or few MACs but take time, so no segmentation network reaches a matmul's peak.",
+        "or few MACs but take time, so no segmentation network reaches a matmul's peak. The ceiling "
+        "column (benchmarks/ceiling.py, from each file's profile) is the % of peak the file would reach "
+        "if its dense convolutions and matmuls ran at the peak and the rest took the time the backend's "
+        "profiler measured: a row whose ceiling is under the goal (int8 50%, fp32 80%) cannot reach it "
+        "by better matmul kernels; ceiling.md names the ops that hold it.",
         "",
         "Reproduce: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/limits.py --runs 10`",
         "",
