@@ -7,18 +7,21 @@ Per file (the ones ``limits.py --files runs/limits`` kept; 1 thread, random inpu
 
 - the profile: ONNX Runtime's per-node kernel times, OpenVINO's per-layer counters at the
   precision the limits row ran at, LiteRT's ops each timed alone (``int8_profile.py``);
-- dense ops: convolutions with one group, Gemm/FullyConnected and MatMul (attention's too);
-  every other op (depthwise and other grouped convolutions, resizes, elementwise, normalization,
-  softmax, layout, (de)quantization) is "rest";
+- dense ops: convolutions with one group, Gemm/FullyConnected and MatMul; every other op
+  (depthwise and other grouped convolutions, resizes, elementwise, normalization, softmax,
+  layout, (de)quantization, OpenVINO's fused attention Subgraph) is "rest";
 - the profile is scaled to the file's wall time when it sums to more (the profiler's own cost;
   LiteRT's ops alone add up to more than the whole file), never scaled up;
-- M = the model's multiply-adds (limits.json), M_dense = M less the grouped convolutions' (counted
-  on the model by forward hooks), and the ceiling
+- M = the model's multiply-adds (limits.json), M_dense = M less those of grouped convolutions and
+  of attention's activation x activation matmuls (which ONNX Runtime and LiteRT run as MatMul /
+  BATCH_MATMUL, types their Linear layers share: there their time counts as dense, which only
+  raises the ceiling and lowers the dense ops' rate), and the ceiling
 
       ceiling % of peak = (M / peak) / (M_dense / peak + rest ms)
 
   an upper bound for the file with its backend's kernels for the rest; "dense ops' rate" =
-  M_dense / dense ms against the same peak: how close the matmul-class kernels themselves come.
+  M_dense / dense ms against the same peak: how close the matmul-class kernels themselves come
+  (where they beat the measured peak, their own rate stands in for the peak in M_dense / peak).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/ceiling.py [--runs 10] [--models ...]
 
@@ -47,26 +50,30 @@ DENSE = {
 CONVS = {"Conv", "QLinearConv", "FusedConv", "NhwcFusedConv"}
 
 
-def grouped_gmacs(name: str, size: tuple[int, int]) -> float:
-    """Multiply-adds of the model's grouped (depthwise and other) convolutions at ``size``."""
+def non_dense_gmacs(name: str, size: tuple[int, int]) -> float:
+    """Multiply-adds at ``size`` that no dense op computes: grouped (depthwise and other)
+    convolutions, counted by forward hooks, and attention's activation x activation matmuls
+    (torch's FLOP counter's ``bmm``; OpenVINO runs them inside its MHA Subgraph, counted as rest)."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     from edgeseg.models import create_model
 
     model = create_model(name, classes=tuple(f"c{i}" for i in range(9))).eval()
-    total = [0]
+    grouped = [0]
 
     def hook(module, _inputs, output):
         if module.groups > 1:
             kh, kw = module.kernel_size
-            total[0] += output.numel() * (module.in_channels // module.groups) * kh * kw
+            grouped[0] += output.numel() * (module.in_channels // module.groups) * kh * kw
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    with torch.no_grad():
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 3, *size))
     for handle in handles:
         handle.remove()
-    return total[0] / 1e9
+    attention = sum(flops for op, flops in counter.get_flop_counts()["Global"].items() if "bmm" in str(op)) / 2
+    return (grouped[0] + attention) / 1e9
 
 
 def _onnx_dense(op: str, group: int) -> bool:
@@ -119,11 +126,13 @@ def render(report: dict) -> list[str]:
         f"{describe(report['environment'], ('onnxruntime', 'openvino', 'ai-edge-litert'))}; 1 thread; "
         f"{report['runs']} profiled calls per file; the files and peaks of limits.md (random weights, 512x512). "
         "dense = convolutions with one group, Gemm/FullyConnected, MatMul; rest = everything else "
-        "(depthwise convolutions, resizes, elementwise, normalization, softmax, layout, (de)quantization). "
+        "(depthwise convolutions, resizes, elementwise, normalization, softmax, layout, (de)quantization, "
+        "OpenVINO's fused attention Subgraph); the dense MACs leave out grouped convolutions and attention's "
+        "activation x activation matmuls. "
         "Ceiling = % of peak if the dense ops ran at the peak and the rest took its measured time: the "
         "most the file can reach with these kernels for the rest (script docstring).", "",
         "| model | backend | precision | wall ms | dense ms | rest ms | rest share | dense ops' rate (% of peak) "
-        "| achieved (% of peak, limits.md) | ceiling (% of peak) | goal | largest rest ops (ms) |",
+        "| achieved in this run (% of peak) | ceiling (% of peak) | goal | largest rest ops (ms) |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in report["rows"]:
@@ -163,7 +172,7 @@ def main() -> None:
     previous = RESULTS / "ceiling.json"
     report = json.loads(previous.read_text()) if previous.exists() else {"rows": []}
     wanted = [r for r in limits["rows"] if r["recipe"] == "edgeseg" and (not args.models or r["model"] in args.models)]
-    grouped = {name: grouped_gmacs(name, size) for name in {r["model"] for r in wanted}}
+    not_dense = {name: non_dense_gmacs(name, size) for name in {r["model"] for r in wanted}}
     rows = []
     for r in wanted:
         path = file_of(r)
@@ -175,13 +184,17 @@ def main() -> None:
         dense_ms, rest = split(r["backend"], measured)
         rest_ms = sum(rest.values())
         peak = peaks[r["peak"]]
-        dense_gmacs = r["gmacs"] - grouped[r["model"]]
-        ceiling = (r["gmacs"] / peak) / (dense_gmacs / peak + rest_ms / 1000)
+        dense_gmacs = r["gmacs"] - not_dense[r["model"]]
+        # A backend whose dense ops beat the measured peak (a depressed peak measurement, or kernels
+        # faster than the microbenchmark's library) sets the peak for its own ceiling: an upper bound still.
+        fastest = max(peak, dense_gmacs / (dense_ms / 1000))
+        ceiling = (r["gmacs"] / peak) / (dense_gmacs / fastest + rest_ms / 1000)
         rows.append({"model": r["model"], "backend": r["backend"], "precision": r["precision"], "peak": r["peak"],
                      "file": str(path.relative_to(ROOT)), "wall_ms": measured["wall_ms"], "dense_ms": dense_ms,
                      "rest_ms": rest_ms, "gmacs": r["gmacs"], "dense_gmacs": dense_gmacs,
                      "dense_rate_percent": 100 * dense_gmacs / (dense_ms / 1000) / peak,
-                     "achieved_percent": r["percent_of_peak"], "ceiling_percent": 100 * ceiling,
+                     "achieved_percent": 100 * r["gmacs"] / (measured["wall_ms"] / 1000) / peak,
+                     "limits_percent": r["percent_of_peak"], "ceiling_percent": 100 * ceiling,
                      "rest_by_op": dict(list(rest.items())[:TOP_OPS])})
         print(f"{r['model']} {r['backend']} {r['precision']}: dense {dense_ms:.1f} ms, rest {rest_ms:.1f} ms, "
               f"ceiling {100 * ceiling:.0f}% of the {r['peak']} peak", flush=True)

@@ -61,6 +61,7 @@ def _median_ms(call, runs: int, warmup: int = 3) -> float:
 
 
 def profile_onnx(path: Path, runs: int) -> dict:
+    import onnx
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -81,8 +82,6 @@ def profile_onnx(path: Path, runs: int) -> dict:
     options.profile_file_prefix = str(scratch / "ort")
     options.optimized_model_filepath = str(scratch / "optimized.onnx")  # the graph that ran: its convs' groups
     profiled = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    import onnx
-
     groups = {node.name: next((a.i for a in node.attribute if a.name == "group"), 1)
               for node in onnx.load(options.optimized_model_filepath).graph.node}
     for _ in range(runs):

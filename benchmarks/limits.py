@@ -542,7 +542,9 @@ def write_report(peak: dict, rows: list, errors: list, args, env: dict | None = 
         "column (benchmarks/ceiling.py, from each file's profile) is the % of peak the file would reach "
         "if its dense convolutions and matmuls ran at the peak and the rest took the time the backend's "
         "profiler measured: a row whose ceiling is under the goal (int8 50%, fp32 80%) cannot reach it "
-        "by better matmul kernels; ceiling.md names the ops that hold it.",
+        "by better matmul kernels; ceiling.md names the ops that hold it. The ceilings come from that "
+        "script's own profiling run, whose times differ from this table's (a shared machine): compare a "
+        "ceiling with ceiling.md's achieved % of the same run, not with this table's.",
         "",
         "Reproduce: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/limits.py --runs 10`",
         "",

@@ -171,7 +171,6 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     torch.set_num_threads(1)  # 2 shared cores: one for the model, one for the data worker
-    start = time.perf_counter()
     previous = RESULTS / "train_synthetic.json"
     results = json.loads(previous.read_text()) if previous.is_file() else {}
     results.update({"environment": environment(threads=torch.get_num_threads()), "threads": torch.get_num_threads()})
