@@ -200,7 +200,8 @@ def main() -> None:
               f"ceiling {100 * ceiling:.0f}% of the {r['peak']} peak", flush=True)
     done = {(r["model"], r["backend"], r["precision"]) for r in rows}
     report["rows"] = [r for r in report["rows"] if (r["model"], r["backend"], r["precision"]) not in done] + rows
-    report.update(runs=args.runs, environment=environment(threads=1), peaks=peaks)
+    if rows:  # a findings-only call keeps the header of the run that measured the rows
+        report.update(runs=args.runs, environment=environment(threads=1), peaks=peaks)
     if args.findings:
         report["findings"] = json.loads(args.findings)
     write_results(RESULTS, "ceiling", report, render(report), echo=False)

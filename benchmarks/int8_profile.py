@@ -235,7 +235,8 @@ def main() -> None:
         names = files.split(",")
         report["rows"] = [r for r in report["rows"] if not (r["model"] == model and r["file"] in names)]
         report["rows"] += profile_pair(model, names, args.runs)
-    report["environment"] = environment(threads=1)
+    if args.pair or "environment" not in report:  # a findings-only call keeps the measuring run's header
+        report["environment"] = environment(threads=1)
     if args.findings:
         report["findings"] = json.loads(args.findings)
     write_results(RESULTS, "int8_profile", report, render(report), echo=False)
