@@ -23,7 +23,7 @@ Per file (the ones ``limits.py --files runs/limits`` kept; 1 thread, random inpu
   M_dense / dense ms against the same peak: how close the matmul-class kernels themselves come
   (where they beat the measured peak, their own rate stands in for the peak in M_dense / peak).
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/ceiling.py [--runs 10] [--models ...]
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/ceiling.py [--runs 10] [--models ...] [--backends ...]
 
 Writes benchmarks/results/ceiling.{md,json}; ``limits.py --report-only`` then shows the ceiling
 beside each row.
@@ -115,8 +115,11 @@ def profile(path: Path, backend: str, precision: str, runs: int) -> dict:
 
     if backend == "onnxruntime":
         return int8_profile.profile_onnx(path, runs)
-    if backend == "openvino":  # the limits row's precision: bf16 for the bf16 file, f32 for fp32 and int8 IRs
-        return int8_profile.profile_openvino(path, runs, "bf16" if precision == "bf16" else "f32")
+    if backend == "openvino":  # at the precision the limits row ran at: the bf16 file's, or what the runtime picks
+        import edgeseg.runtime as rt
+
+        picked = precision if precision in ("fp32", "bf16") else rt.load(path, threads=1).precision  # int8+bf16
+        return int8_profile.profile_openvino(path, runs, "bf16" if "bf16" in picked else "f32")
     return int8_profile.profile_tflite(path, runs)
 
 
@@ -156,6 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--models", nargs="*", help="default: every model of limits.json")
+    parser.add_argument("--backends", nargs="*", help="default: every backend (onnxruntime, openvino, litert)")
     parser.add_argument("--findings", help="a JSON list of lines stating what the rows show (kept in the report)")
     parser.add_argument("--verbose", action="store_true", help="show the backends' own logs")
     args = parser.parse_args()
@@ -171,7 +175,8 @@ def main() -> None:
     peaks, size = limits["peaks"], tuple(limits["input_size"])
     previous = RESULTS / "ceiling.json"
     report = json.loads(previous.read_text()) if previous.exists() else {"rows": []}
-    wanted = [r for r in limits["rows"] if r["recipe"] == "edgeseg" and (not args.models or r["model"] in args.models)]
+    wanted = [r for r in limits["rows"] if r["recipe"] == "edgeseg" and (not args.models or r["model"] in args.models)
+              and (not args.backends or r["backend"] in args.backends)]
     not_dense = {name: non_dense_gmacs(name, size) for name in {r["model"] for r in wanted}}
     rows = []
     for r in wanted:
