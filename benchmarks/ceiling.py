@@ -39,7 +39,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 FILES = ROOT / "runs" / "limits"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DENSE = {
     "onnxruntime": {"Conv", "QLinearConv", "FusedConv", "NhwcFusedConv", "Gemm", "QGemm", "MatMul", "FusedMatMul",
