@@ -406,6 +406,19 @@ MISS_WHY = {
 }
 
 
+def _goal_measures(t: dict) -> tuple[float | None, float | None, float | None]:
+    """(QAT - float mIoU, int8/fp32 size, int8/fp32 latency) of one target's results, None where
+    not measured; the int8 file is the QAT one, the PTQ one without it."""
+    fp32, qat = t.get("fp32", {}), t.get("qat", {})
+    best = qat or t.get("ptq", {})
+    ref = t.get("reference_miou")
+    size = best.get("size_bytes", 0) / fp32["size_bytes"] if fp32.get("size_bytes") and best else None
+    lat = (best.get("model_call_p50_ms") / fp32["model_call_p50_ms"]
+           if fp32.get("model_call_p50_ms") and best.get("model_call_p50_ms") else None)
+    drop = (qat["miou"] - ref) if qat.get("miou") is not None and ref is not None else None
+    return drop, size, lat
+
+
 def _head(row: str) -> str:
     """"[head] " of a multi-domain row's name, "" for a single-head model's."""
     return row[row.index("["):] + " " if "[" in row else ""
@@ -417,19 +430,16 @@ def misses(state: dict, latency: dict) -> list[str]:
     for name, row in domain_rows(state):
         base = name.partition(" [")[0]
         for target, t in row["targets"].items():
-            fp32, ptq, qat = t.get("fp32", {}), t.get("ptq", {}), t.get("qat", {})
-            best = qat or ptq
-            if fp32.get("size_bytes") and best.get("size_bytes") and best["size_bytes"] / fp32["size_bytes"] > 0.30:
-                found.setdefault((base, target, "size"), []).append(f"{100 * best['size_bytes'] / fp32['size_bytes']:.0f}%")
-            ref = t.get("reference_miou")
-            if qat.get("miou") is not None and ref is not None and qat["miou"] - ref < -0.5:
-                found.setdefault((base, target, "accuracy"), []).append(f"{_head(name)}QAT - float {qat['miou'] - ref:+.2f}")
+            ptq, qat = t.get("ptq", {}), t.get("qat", {})
+            drop, size, lat = _goal_measures(t)
+            if size is not None and size > 0.30:
+                found.setdefault((base, target, "size"), []).append(f"{100 * size:.0f}%")
+            if drop is not None and drop < -0.5:
+                found.setdefault((base, target, "accuracy"), []).append(f"{_head(name)}QAT - float {drop:+.2f}")
             if qat.get("miou") is not None and ptq.get("miou") is not None and qat["miou"] < ptq["miou"]:
                 found.setdefault((base, target, "ptq"), []).append(f"{_head(name)}QAT {qat['miou']:.2f} < PTQ {ptq['miou']:.2f}")
-            if fp32.get("model_call_p50_ms") and best.get("model_call_p50_ms"):
-                ratio = best["model_call_p50_ms"] / fp32["model_call_p50_ms"]
-                if ratio > 0.6:
-                    found.setdefault((base, target, "latency"), []).append(f"{ratio:.2f}x at {SIZE[0]}x{SIZE[1]}")
+            if lat is not None and lat > 0.6:
+                found.setdefault((base, target, "latency"), []).append(f"{lat:.2f}x at {SIZE[0]}x{SIZE[1]}")
     for name, sizes in latency.items():
         for size, targets in sizes.items():
             for target, t in targets.items():
@@ -582,12 +592,8 @@ def write_report(state: dict, args) -> None:
         control = control_miou(name)
         for target, t in row["targets"].items():
             fp32, ptq, qat = t.get("fp32", {}), t.get("ptq", {}), t.get("qat", {})
-            best = qat if qat else ptq
             ref = t.get("reference_miou")
-            size = best.get("size_bytes", 0) / fp32["size_bytes"] if fp32.get("size_bytes") and best else None
-            lat = (best.get("model_call_p50_ms") / fp32["model_call_p50_ms"]
-                   if fp32.get("model_call_p50_ms") and best.get("model_call_p50_ms") else None)
-            drop = (qat["miou"] - ref) if qat.get("miou") is not None and ref is not None else None
+            drop, size, lat = _goal_measures(t)
             goals = [drop is not None and drop >= -0.5, size is not None and size <= 0.30, lat is not None and lat <= 0.6]
             lines.append(
                 f"| {name} | {target} | {_f(ref)} | {_f(fp32.get('miou'))} | {_f(ptq.get('miou'))} | {_f(qat.get('miou'))} | "
