@@ -113,7 +113,7 @@ def profile(path: Path, backend: str, precision: str, runs: int) -> dict:
     import int8_profile
 
     if backend == "onnxruntime":
-        return int8_profile.profile_onnx(path, runs)
+        return int8_profile.profile_onnx(path, runs, nodes=True)
     if backend == "openvino":  # at the precision the limits row ran at: the bf16 file's, or what the runtime picks
         import edgeseg.runtime as rt
 
@@ -165,7 +165,6 @@ def main() -> None:
 
     from edgeseg.fileio import write_results
     from edgeseg.quiet import native_output_captured, quiet_third_party
-
     from edgeseg.validate.environment import environment
 
     quiet_third_party(args.verbose)

@@ -60,7 +60,8 @@ def _median_ms(call, runs: int, warmup: int = 3) -> float:
     return 1000 * float(np.median(times))
 
 
-def profile_onnx(path: Path, runs: int) -> dict:
+def profile_onnx(path: Path, runs: int, nodes: bool = False) -> dict:
+    """Kernel time per op type; ``nodes``: also per node, with its group (for benchmarks/ceiling.py)."""
     import onnx
     import onnxruntime as ort
 
@@ -77,27 +78,30 @@ def profile_onnx(path: Path, runs: int) -> dict:
     dtype = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32, "tensor(float16)": np.float16}[meta.type]
     feed = {meta.name: _input([d if isinstance(d, int) else 1 for d in meta.shape], dtype)}
     wall = _median_ms(lambda: plain.run(None, feed), runs)
-    scratch = Path(tempfile.mkdtemp())
-    options.enable_profiling = True
-    options.profile_file_prefix = str(scratch / "ort")
-    options.optimized_model_filepath = str(scratch / "optimized.onnx")  # the graph that ran: its convs' groups
-    profiled = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    groups = {node.name: next((a.i for a in node.attribute if a.name == "group"), 1)
-              for node in onnx.load(options.optimized_model_filepath).graph.node}
-    for _ in range(runs):
-        profiled.run(None, feed)
-    events = json.loads(Path(profiled.end_profiling()).read_text())
+    groups: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(scratch) / "ort")
+        if nodes:  # the graph that ran (ORT's NCHWc rewrite renames nodes): its convolutions' groups
+            options.optimized_model_filepath = str(Path(scratch) / "optimized.onnx")
+        profiled = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        if nodes:
+            groups = {node.name: next((a.i for a in node.attribute if a.name == "group"), 1)
+                      for node in onnx.load(options.optimized_model_filepath).graph.node}
+        for _ in range(runs):
+            profiled.run(None, feed)
+        events = json.loads(Path(profiled.end_profiling()).read_text())
     by_op: dict[str, float] = defaultdict(float)
-    nodes: dict[str, list] = {}  # node name -> [op type, ms per call, group (convolutions; 1 otherwise)]
+    per_node: dict[str, list] = {}  # node name -> [op type, ms per call, group (convolutions; 1 otherwise)]
     for event in events:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
             op, ms = event["args"]["op_name"], event["dur"] / 1000 / runs
             by_op[op] += ms
             name = event["name"][: -len("_kernel_time")]
-            nodes.setdefault(name, [op, 0.0, groups.get(name, 1)])[1] += ms
-    return {"backend": "onnxruntime", "precision": "as converted", "wall_ms": wall,
-            "kernel_ms": sum(by_op.values()), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
-            "nodes": list(nodes.values())}
+            per_node.setdefault(name, [op, 0.0, groups.get(name, 1)])[1] += ms
+    result = {"backend": "onnxruntime", "precision": "as converted", "wall_ms": wall,
+              "kernel_ms": sum(by_op.values()), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]))}
+    return {**result, "nodes": list(per_node.values())} if nodes else result
 
 
 def profile_openvino(path: Path, runs: int, precision: str) -> dict:
@@ -190,7 +194,6 @@ def profile_pair(model: str, names: list[str], runs: int) -> list[dict]:
             offered = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
             results = [profile_openvino(path, runs, p) for p in ("f32", "bf16") if p == "f32" or "BF16" in offered]
         for result in results:
-            result.pop("nodes", None)  # per-node detail: for benchmarks/ceiling.py, not the report
             rows.append({"model": model, "file": name, **result})
             top = ", ".join(f"{op} {ms:.1f}" for op, ms in list(result["by_op"].items())[:4])
             print(f"{model} {name} {result['precision']}: {result['wall_ms']:.1f} ms; {top}", flush=True)

@@ -37,7 +37,7 @@ def test_ceiling_puts_a_depthwise_conv_in_the_rest_and_bounds_the_file(tmp_path)
 
     path = tmp_path / "two.onnx"
     _two_convs(path)
-    profile = int8_profile.profile_onnx(path, runs=3)
+    profile = int8_profile.profile_onnx(path, runs=3, nodes=True)
     groups = sorted(group for op, _ms, group in profile["nodes"] if op == "Conv")
     assert groups == [1, 32]  # read from the graph ONNX Runtime ran (NCHWc), by node name
     dense, rest = ceiling.split("onnxruntime", profile)
