@@ -249,27 +249,39 @@ def test_openvino_int8_matmuls_keep_float_activations_and_int8_weights(tmp_path)
     assert linear_weights and all(w.get_element_type() == ov.Type.i8 for w in linear_weights)
 
 
+def _float_ir(name: str):
+    """The tiny model's float OpenVINO model, as the int8 exporter makes it from torch.export."""
+    import openvino as ov
+    import torch
+
+    from edgeseg.models import create_model, tiny_config
+
+    net = create_model(name, num_classes=4, **tiny_config(name)).eval()
+    with torch.no_grad():
+        return ov.convert_model(torch.export.export(net, (torch.randn(1, 3, *SIZE),), strict=False))
+
+
+def _nncf_ops(model) -> list:
+    """The ops of ``model`` after edgeseg's NNCF quantization on 2 random inputs (no gate)."""
+    from edgeseg.quantization.openvino import quantize_model
+
+    inputs = [np.random.default_rng(i).standard_normal((1, 3, *SIZE)).astype(np.float32) for i in range(2)]
+    return quantize_model(model, {}, inputs).get_ordered_ops()
+
+
+def _quantized_input(op) -> bool:
+    return op.input(0).get_source_output().get_node().get_type_name() == "FakeQuantize"
+
+
 def test_openvino_int8_keeps_channel_expanding_group_convs_float():
     # Mobile-Former's depthwise convolutions that also expand the channels cost its int8 IR 2.66
     # mIoU points (quantization/openvino.expanding_group_convs): their inputs stay float, while
     # plain convolutions and plain depthwise ones keep their FakeQuantize. NNCF on the float IR
     # alone (the whole conversion, gate and all, is covered above).
-    import openvino as ov
-    import torch
+    from edgeseg.quantization.openvino import expanding_group_convs
 
-    from edgeseg.models import create_model, tiny_config
-    from edgeseg.quantization.openvino import expanding_group_convs, quantize_model
-
-    name = "mobileformer_lraspp_151m"
-    net = create_model(name, num_classes=4, **tiny_config(name)).eval()
-    sample = torch.randn(1, 3, *SIZE)
-    with torch.no_grad():
-        model = ov.convert_model(torch.export.export(net, (sample,), strict=False))
-    inputs = [np.random.default_rng(i).standard_normal((1, 3, *SIZE)).astype(np.float32) for i in range(2)]
-    ops = quantize_model(model, {}, inputs).get_ordered_ops()
-
-    def quantized_input(op):
-        return op.input(0).get_source_output().get_node().get_type_name() == "FakeQuantize"
+    model = _float_ir("mobileformer_lraspp_151m")
+    ops = _nncf_ops(model)
 
     def per_group(op):
         shape = op.input(1).get_partial_shape()
@@ -278,38 +290,26 @@ def test_openvino_int8_keeps_channel_expanding_group_convs_float():
     groups = [op for op in ops if op.get_type_name() == "GroupConvolution"]
     expanding = [op for op in groups if per_group(op) != (1, 1)]
     assert expanding and sorted(op.get_friendly_name() for op in expanding) == sorted(expanding_group_convs(model))
-    assert not any(map(quantized_input, expanding))
-    assert all(map(quantized_input, [op for op in groups if per_group(op) == (1, 1)]))
-    assert any(quantized_input(op) for op in ops if op.get_type_name() == "Convolution")
+    assert not any(map(_quantized_input, expanding))
+    assert all(map(_quantized_input, [op for op in groups if per_group(op) == (1, 1)]))
+    assert any(_quantized_input(op) for op in ops if op.get_type_name() == "Convolution")
 
 
 def test_openvino_int8_keeps_convs_over_layernorm_tokens_float():
     # SegFormer's attention spatial-reduction convolutions read LayerNorm-normalized tokens: with
     # int8 inputs its IR lost 0.5 mIoU (quantization/openvino.token_convs). They stay float like the
     # matmuls; the RGB patch embedding keeps its FakeQuantize.
-    import openvino as ov
-    import torch
+    from edgeseg.quantization.openvino import token_convs
 
-    from edgeseg.models import create_model, tiny_config
-    from edgeseg.quantization.openvino import quantize_model, token_convs
-
-    name = "segformer_b0"
-    net = create_model(name, num_classes=4, **tiny_config(name)).eval()
-    sample = torch.randn(1, 3, *SIZE)
-    with torch.no_grad():
-        model = ov.convert_model(torch.export.export(net, (sample,), strict=False))
+    model = _float_ir("segformer_b0")
     tokens = set(token_convs(model))
-    inputs = [np.random.default_rng(i).standard_normal((1, 3, *SIZE)).astype(np.float32) for i in range(2)]
-    ops = quantize_model(model, {}, inputs).get_ordered_ops()
-
-    def quantized_input(op):
-        return op.input(0).get_source_output().get_node().get_type_name() == "FakeQuantize"
+    ops = _nncf_ops(model)
 
     convs = [op for op in ops if op.get_type_name() == "Convolution"]
     reading_tokens = [op for op in convs if op.get_friendly_name() in tokens]
     reductions = [op for op in reading_tokens if tuple(op.get_attributes()["strides"]) != (1, 1)
                   and tuple(op.input(1).get_partial_shape().to_shape())[2:] == tuple(op.get_attributes()["strides"])]
     assert reductions, "the tiny SegFormer has no spatial-reduction convolution to check"
-    assert not any(map(quantized_input, reading_tokens))
+    assert not any(map(_quantized_input, reading_tokens))
     stem = next(op for op in convs if op.input(1).get_partial_shape()[1].get_length() == 3)
-    assert stem.get_friendly_name() not in tokens and quantized_input(stem)
+    assert stem.get_friendly_name() not in tokens and _quantized_input(stem)
