@@ -71,17 +71,18 @@ def quant_model(name: str, checkpoint: Path, args) -> dict:
     from edgeseg.converters import convert
     from edgeseg.errors import EdgesegError
     from edgeseg.quantization.options import QuantOptions
-    from edgeseg.quantization.qat import QatConfig, QatResult, qat_finetune
+    from edgeseg.quantization.qat import QatConfig, qat_finetune
     out = RUNS / name / "files"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     qat_path = RUNS / name / "qat.safetensors"
     if args.reuse and qat_path.exists():  # --reuse: a run that stopped after QAT picks up here
-        qat = QatResult(qat_path, *_saved_qat(qat_path))
+        qat = _saved_qat(qat_path)
     else:
         qat = qat_finetune(checkpoint, QatConfig("all", epochs=args.qat_epochs, train_images=args.qat_images,
                                                  batch_size=8, lr=args.qat_lr), qat_path)
-    row = {"qat": {"steps": qat.steps, "seconds": qat.seconds, "losses": qat.losses}, "targets": {}}
+    row = {"qat": {"steps": qat.steps, "seconds": qat.seconds, "losses": qat.losses, "recipe": qat.recipe},
+           "targets": {}}
     print(name, "QAT", row["qat"], f"{time.perf_counter() - t0:.0f} s", flush=True)
     # The benchmark measures: the convert-time gate is opened wide so every file is kept and scored.
     measure = QuantOptions(calib_size=args.calib_size, max_miou_drop=100.0, min_agreement=0.0, gate_images=8)
@@ -165,7 +166,7 @@ def float_control(name: str, checkpoint: Path, args) -> dict:
     import torch
 
     from edgeseg.checkpoint import load_model, save_checkpoint
-    from edgeseg.quantization.qat import QatConfig, fine_tuning_batches, train_steps
+    from edgeseg.quantization.qat import QatConfig, fine_tuning_batches, resolve_recipe, train_steps
     from edgeseg.train.device import resolve_device
     from edgeseg.train.distributed import DistInfo
     from edgeseg.validate import validate
@@ -179,7 +180,8 @@ def float_control(name: str, checkpoint: Path, args) -> dict:
             return self.model.forward_all(x) if hasattr(self.model, "forward_all") else (self.model(x),)
 
     model = load_model(checkpoint).eval()  # eval: BN frozen, as in QAT
-    cfg = QatConfig("all", epochs=args.qat_epochs, train_images=args.qat_images, batch_size=8, lr=args.qat_lr)
+    cfg, recipe = resolve_recipe(checkpoint, QatConfig("all", epochs=args.qat_epochs, train_images=args.qat_images,
+                                                       batch_size=8, lr=args.qat_lr))
     setup = resolve_device("cpu", amp="off", channels_last=False)
     batches, per_epoch, steps = fine_tuning_batches(cfg, model.metadata, setup, DistInfo(rank=0, world_size=1, local_rank=0))
     losses = train_steps(Heads(model), batches, cfg, steps, per_epoch, setup)
@@ -187,15 +189,17 @@ def float_control(name: str, checkpoint: Path, args) -> dict:
     run = validate([path], checkpoint, HELD_OUT, limit=args.eval_images, data_options={"size": SIZE}, threads=1, samples=0)
     result = run.files[0].domains[0]
     by_domain = {d.domain: 100 * d.scores.miou for d in run.files[0].domains}
-    return {"steps": steps, "losses": losses, "miou": 100 * result.scores.miou,
+    return {"steps": steps, "losses": losses, "recipe": recipe, "miou": 100 * result.scores.miou,
             "reference_miou": 100 * result.reference.miou, **({"by_domain": by_domain} if len(by_domain) > 1 else {})}
 
 
-def _saved_qat(path: Path) -> tuple[int, float, list[float]]:
+def _saved_qat(path: Path):
     from edgeseg.checkpoint import read_checkpoint_header
+    from edgeseg.quantization.qat import QatResult
 
     info = read_checkpoint_header(path)[0]["extra"]["qat"]
-    return info["steps"], float("nan"), info["losses"]
+    return QatResult(path, info["steps"], float("nan"), info["losses"],
+                     recipe=info.get("recipe", f"AdamW, lr {info['lr']:g}"))
 
 
 def measure_files(files: dict, checkpoint: Path, errors: dict, args) -> dict:
@@ -575,11 +579,13 @@ def write_report(state: dict, args) -> None:
         "its own domain's held-out images and classes (size and latency: the file with every head).",
         f"PTQ: {args.calib_size} calibration images of `synthetic:train`. QAT: one QAT checkpoint per model "
         "(PT2E fake quantization, per-channel int8 weights, per-tensor int8 activations, BN folded and frozen; "
-        f"batch 8, 1 epoch, AdamW lr {args.qat_lr}; steps per model below), then each target's "
+        "batch 8, 1 epoch; optimizer, lr and steps per model below: the recipe's default is the "
+        "optimizer the checkpoint trained with at 1% of its lr), then each target's "
         "int8 path re-calibrated on it. Latency: p50 of the model call, fp32 and int8 files of a target timed "
         "round robin in the same run.", "",
         *[f"- {n}: trained {t['steps']} steps of batch 8 in {t['seconds'] / 60:.1f} min; QAT "
           f"{state.get('quant', {}).get(n, {}).get('qat', {}).get('steps', '-')} steps"
+          f"{_recipe(state.get('quant', {}).get(n, {}).get('qat', {}))}"
           for n, t in state.get("train", {}).items()],
         "",
         "Commands of this run, in order (`python benchmarks/int8.py` with; recorded by the script in "
@@ -647,6 +653,11 @@ def _measured_on(state: dict) -> dict:
     return environment(threads=1)
 
 
+def _recipe(qat: dict) -> str:
+    """A model's QAT optimizer and lr as its report line gives them ('' for a run that predates them)."""
+    return f" ({qat['recipe']})" if qat.get("recipe") else ""
+
+
 def _f(value, fmt: str = ".1f") -> str:
     return "-" if value is None else format(value, fmt)
 
@@ -661,7 +672,8 @@ def main() -> None:
     parser.add_argument("--calib-size", type=int, default=64)
     parser.add_argument("--qat-images", type=int, default=256)
     parser.add_argument("--qat-epochs", type=int, default=1)
-    parser.add_argument("--qat-lr", type=float, default=1e-4)
+    parser.add_argument("--qat-lr", type=float, default=None,
+                        help="QAT and control lr (default: the QAT recipe's, 1%% of the checkpoint's training lr)")
     parser.add_argument("--eval-images", type=int, default=100)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--targets", default=",".join(TARGETS))

@@ -36,6 +36,13 @@ SCHEMES = formats.TableView(lambda: {n: f.qat_scheme for n, f in formats.targets
 QAT_TARGETS = formats.TableView(lambda: dict.fromkeys(SCHEMES))
 
 
+OPTIMIZERS = ("adamw", "sgd")
+# QAT's default lr as a fraction of the checkpoint's training lr, and the lr (AdamW) for a
+# checkpoint that records none (imported weights): small, because their training lr is unknown.
+LR_FRACTION = 0.01
+UNKNOWN_LR = 1e-5
+
+
 @dataclass(frozen=True)
 class QatConfig:
     """One QAT run (the ``edgeseg qat`` flags)."""
@@ -47,7 +54,12 @@ class QatConfig:
     # QAT needs a few hundred steps near a trained optimum, so the CPU default is small.
     train_images: int | None = 256
     batch_size: int = 8  # images per step per process
-    lr: float = 1e-4  # AdamW; QAT fine-tunes near a trained optimum (Jacob et al. use ~1% of the training lr)
+    # QAT fine-tunes near a trained optimum: None = LR_FRACTION of the lr the checkpoint trained
+    # with (Jacob et al. fine-tune at about 1%), with its optimizer (see :func:`resolve_recipe`).
+    lr: float | None = None
+    # adamw | sgd; None = the optimizer the checkpoint trained with (AdamW when it records none).
+    optimizer: str | None = None
+    momentum: float | None = None  # SGD momentum; None = the checkpoint's (0.9 when it records none)
     seed: int = 0  # data order and augmentation
     iters: int | None = None  # optimizer steps, instead of epochs
     workers: int = 0  # data loader processes (0 = in this process)
@@ -70,8 +82,12 @@ class QatConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
         if self.workers < 0:
             raise ConfigError(f"--workers must be >= 0, got {self.workers}")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.optimizer not in (None, *OPTIMIZERS):
+            raise ConfigError(f"--optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
+        if self.momentum is not None and not 0 <= self.momentum < 1:
+            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
         if self.amp not in ("off", "bf16"):
             raise ConfigError(f"--amp {self.amp!r} is not one of ('off', 'bf16') for QAT (fp16 fake quantization overflows)")
         if self.scale_range is not None:
@@ -85,6 +101,35 @@ class QatConfig:
         return "pt2e" if self.target == "all" else SCHEMES[self.target]
 
 
+def resolve_recipe(checkpoint: str | Path, cfg: QatConfig) -> tuple[QatConfig, str]:
+    """``cfg`` with the optimizer, lr and momentum it leaves open taken from the training run
+    ``checkpoint`` records, and a line saying where each came from.
+
+    The defaults follow the checkpoint: its optimizer at ``LR_FRACTION`` of its base lr. A fixed
+    lr is too much for one model and too little for another (measured in int8.md: AdamW 1e-4 is
+    2.5% of the LR-ASPP recipes' lr and QAT gained there, but 10% of SegFormer-B0's, where QAT
+    fell below PTQ on every target). A QAT checkpoint passes its source's training record on."""
+    from edgeseg.checkpoint import read_checkpoint_header
+    from edgeseg.train.config import TrainConfig
+
+    trained = read_checkpoint_header(checkpoint)[0]["extra"].get("train_config") or {}
+    known = trained.get("optimizer") in OPTIMIZERS and isinstance(trained.get("lr"), (int, float)) and trained["lr"] > 0
+    optimizer = cfg.optimizer or (trained["optimizer"] if known else "adamw")
+    momentum = cfg.momentum if cfg.momentum is not None else float(trained.get("momentum", 0.9) if known else 0.9)
+    if cfg.lr is not None:
+        lr, why = cfg.lr, f"lr {cfg.lr:g} (given)"
+    elif known and trained["optimizer"] == optimizer:
+        lr = LR_FRACTION * float(trained["lr"])
+        why = f"lr {lr:.3g}: {LR_FRACTION:.0%} of the checkpoint's training lr {trained['lr']:g}"
+    else:
+        lr = UNKNOWN_LR if optimizer == "adamw" else LR_FRACTION * TrainConfig.lr  # edgeseg train's default
+        trained_with = f"trained with {trained['optimizer']}, not {optimizer}" if known else "records no training lr"
+        why = (f"lr {lr:g}: the checkpoint {trained_with}; give --lr, about {LR_FRACTION:.0%} of the lr it "
+               "trained with")
+    desc = f"{'AdamW' if optimizer == 'adamw' else f'SGD (momentum {momentum:g})'}, {why}"
+    return replace(cfg, lr=lr, optimizer=optimizer, momentum=momentum), desc
+
+
 @dataclass
 class QatResult:
     checkpoint: Path | None  # the fine-tuned float weights (None on ranks other than 0)
@@ -94,6 +139,7 @@ class QatResult:
     images_per_s: float = 0.0  # fine-tuning throughput, all processes together
     device: str = "cpu"  # where the fake-quantized graph trained
     model: nn.Module | None = None  # the fine-tuned float model (on the CPU)
+    recipe: str = ""  # the optimizer and lr it ran with, and where they came from (resolve_recipe)
 
     @property
     def is_main(self) -> bool:
@@ -122,7 +168,7 @@ def qat_finetune(checkpoint: str | Path, cfg: QatConfig, out: str | Path, *, kee
 
 
 def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, progress=None) -> QatResult:
-    from edgeseg.checkpoint import load_model, save_checkpoint
+    from edgeseg.checkpoint import load_model, read_checkpoint_header, save_checkpoint
     from edgeseg.converters import TARGETS
     from edgeseg.converters.options import ExportOptions
     from edgeseg.converters.wrapper import build_graphs
@@ -131,6 +177,8 @@ def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, pro
     from edgeseg.train.distributed import barrier
 
     torch.manual_seed(cfg.seed)
+    cfg, recipe = resolve_recipe(checkpoint, cfg)
+    trained = read_checkpoint_header(checkpoint)[0]["extra"].get("train_config")
     model = load_model(checkpoint)
     check_layers(model, keep_float)
     target = "tflite" if cfg.target == "all" else cfg.target
@@ -169,10 +217,10 @@ def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, pro
     if dist_info.is_main:
         info = {**asdict(cfg), "scheme": cfg.scheme, "keep_float": list(keep_float), "steps": total_steps,
                 "source": str(checkpoint), "losses": losses, "device": setup.device.type,
-                "processes": dist_info.world_size}
-        path = save_checkpoint(model, out, extra={"qat": info})
+                "processes": dist_info.world_size, "recipe": recipe}
+        path = save_checkpoint(model, out, extra={"qat": info, **({"train_config": trained} if trained else {})})
     barrier(dist_info)
-    return QatResult(path, total_steps, seconds, losses, images_per_s, setup.device.type, model)
+    return QatResult(path, total_steps, seconds, losses, images_per_s, setup.device.type, model, recipe)
 
 
 def domain_training_specs(train_data: str, meta) -> list[tuple[str | None, str]]:
@@ -349,13 +397,17 @@ def _prepare(graph, scheme: str, keep_float: tuple[str, ...], batch: int) -> _Lo
 
 def train_steps(module: nn.Module, batches, cfg: QatConfig, total_steps: int, steps_per_epoch: int,
                 setup, *, nhwc: bool = False, progress=None) -> list[float]:
-    """``total_steps`` AdamW steps over ``batches`` (``[(images, masks)]`` per step, one pair per
+    """``total_steps`` optimizer steps (``cfg`` completed by :func:`resolve_recipe`) over ``batches`` (``[(images, masks)]`` per step, one pair per
     head, on the device); ``module(x)`` gives a tuple of logits, one per head. The heads' batches
     go through one forward together and the loss is MixLoss: the sum of each head's cross-entropy
     on its own domain's images (plain cross-entropy for one head). Returns the mean loss of each
     epoch, read once per epoch (no per-step wait for the GPU)."""
+    from edgeseg.train.schedule import build_optimizer
+
+    if cfg.lr is None or cfg.optimizer is None or cfg.momentum is None:
+        raise ValueError("train_steps takes a QatConfig completed by resolve_recipe")
     params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    optimizer = build_optimizer(params, name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=0.0)
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
     autocast = (torch.autocast(setup.device.type, dtype=setup.amp_dtype) if setup.amp_dtype
                 else contextlib.nullcontext())

@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 from typer.testing import CliRunner  # noqa: E402
 
 from edgeseg.checkpoint import load_model, read_checkpoint_header  # noqa: E402
+from edgeseg.errors import ConfigError  # noqa: E402
 from edgeseg.models import create_model, tiny_config  # noqa: E402
 from edgeseg.quantization.batchnorm import conv_bn_pairs, folded_copy, unfold_into  # noqa: E402
 from edgeseg.quantization.sensitivity import fake_int8_per_channel, fake_int8_per_tensor, layer_sensitivity  # noqa: E402
@@ -96,6 +97,26 @@ def test_qat_finetune_updates_weights_and_keeps_the_layout(checkpoint, tmp_path)
     assert torch.all(after.get_submodule(bn).running_mean == 0) and torch.all(after.get_submodule(bn).weight == 1)
 
 
+def test_qat_recipe_follows_the_training_run_the_checkpoint_records(tmp_path):
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.quantization.qat import UNKNOWN_LR, QatConfig, resolve_recipe
+
+    model = create_model("lraspp_mobilenetv3_small", num_classes=5, **tiny_config("lraspp_mobilenetv3_small"))
+    sgd = save_checkpoint(model, tmp_path / "sgd.safetensors",
+                          extra={"train_config": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.8}})
+    bare = save_checkpoint(model, tmp_path / "bare.safetensors")  # imported weights: no training record
+    cfg, why = resolve_recipe(sgd, QatConfig("onnx"))
+    assert (cfg.optimizer, cfg.momentum) == ("sgd", 0.8) and cfg.lr == pytest.approx(2e-4), why
+    cfg, why = resolve_recipe(bare, QatConfig("onnx"))
+    assert (cfg.optimizer, cfg.lr) == ("adamw", UNKNOWN_LR) and "give --lr" in why
+    cfg, why = resolve_recipe(sgd, QatConfig("onnx", lr=3e-3))
+    assert (cfg.optimizer, cfg.lr) == ("sgd", 3e-3) and "(given)" in why
+    cfg, why = resolve_recipe(sgd, QatConfig("onnx", optimizer="adamw"))  # no AdamW lr to scale: the careful one
+    assert (cfg.optimizer, cfg.lr) == ("adamw", UNKNOWN_LR) and "trained with sgd, not adamw" in why
+    with pytest.raises(ConfigError, match="--optimizer 'adam'"):
+        QatConfig("onnx", optimizer="adam")
+
+
 def test_cli_qat_openvino_end_to_end_and_int8_report(checkpoint, tmp_path):
     from edgeseg.cli import app
     from edgeseg.runtime import load
@@ -105,6 +126,11 @@ def test_cli_qat_openvino_end_to_end_and_int8_report(checkpoint, tmp_path):
                                "--calib-size", "8", "--gate-images", "8", "--out-dir", str(tmp_path)])
     assert done.exit_code == 0, done.output
     assert "PASS" in done.output
+    # The default recipe follows the checkpoint: AdamW at 1% of its training lr (tiny: 5e-3).
+    assert "AdamW, lr 5e-05: 1% of the checkpoint's training lr 0.005" in done.output
+    extra = read_checkpoint_header(tmp_path / "best_qat.safetensors")[0]["extra"]
+    assert extra["qat"]["lr"] == pytest.approx(5e-5) and extra["qat"]["optimizer"] == "adamw"
+    assert extra["train_config"]["lr"] == 5e-3  # passed on: QAT of this checkpoint follows the same run
     session = load(tmp_path / "best_qat_int8.xml")
     assert session.metadata.precision == "int8" and session.predict(np.zeros((40, 50, 3), np.uint8)).shape == (40, 50)
     report = runner.invoke(app, ["int8-report", str(checkpoint), "--calib-size", "2", "--top", "3"])

@@ -47,7 +47,8 @@ def qat(
     train_data: str = typer.Option("synthetic:train", "--train-data", help="Labelled fine-tuning images: a dataset spec (cityscapes:PATH, folder:PATH, synthetic), :SPLIT optional; a multi-domain model takes HEAD=SPEC,HEAD=SPEC (synthetic: each head its own domain)."),
     train_images: int = typer.Option(256, "--train-images", help="Fine-tuning images spread over the split; 0 = the whole split."),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per step per process."),
-    lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 1% of the lr the checkpoint trained with, which it records; 1e-5 when it records none)."),  # noqa: UP007
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw or sgd (default: the checkpoint's training optimizer; adamw when it records none)."),  # noqa: UP007
     workers: int = typer.Option(0, "--workers", help="Data loader processes (0: load in this process)."),
     device: str = typer.Option("auto", "--device", help="auto (cuda when present), cpu, cuda, cuda:1."),
     amp: str = typer.Option("off", "--amp", help="off (fp32 fake quantization) or bf16 (CUDA)."),
@@ -73,7 +74,7 @@ def qat(
 
     cfg = QatConfig(
         target, epochs=None if iters is not None and epochs is None else (epochs or 1), iters=iters,
-        train_data=train_data, train_images=train_images or None, batch_size=batch_size, lr=lr, seed=seed,
+        train_data=train_data, train_images=train_images or None, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
         workers=workers, device=device, amp=amp, scale_range=_pair(scale_range, "--scale-range"))
     quant = quant_options(calibration, calib_size, io, keep_float, accuracy_control, coreml_mode, max_miou_drop,
                           gate_images, min_agreement)
@@ -85,7 +86,7 @@ def qat(
                                     step_progress=ProgressLines("qat: step", every=10.0))
     if not result.is_main:
         return  # another torchrun process: rank 0 reports
-    typer.echo(f"QAT on {result.device}: {result.steps} steps in {result.seconds:.0f} s "
+    typer.echo(f"QAT on {result.device}: {result.recipe}; {result.steps} steps in {result.seconds:.0f} s "
                f"({result.images_per_s:.1f} images/s), loss per epoch "
                f"{', '.join(f'{v:.3f}' for v in result.losses)}; weights in {result.checkpoint}")
     failed = False
