@@ -182,7 +182,7 @@ def qat_model(best: Path, plan: Plan, out: Path, quantized: list[str], progress:
     cfg = QatConfig(target="all" if len(quantized) > 1 else quantized[0], epochs=1,
                     train_images=plan.qat_images, batch_size=plan.batch_size)
     result = qat_finetune(best, cfg, out / "qat" / "qat.safetensors")
-    stage.detail = f"{result.steps} steps, loss {result.losses[-1]:.3f}"
+    stage.detail = f"{result.steps} steps ({result.recipe}), loss {result.losses[-1]:.3f}"
     progress.say(f"{stage.detail}; checkpoint {result.checkpoint}")
     return Path(result.checkpoint)
 
