@@ -80,11 +80,16 @@ def quiet_third_party(verbose: bool = False) -> None:
         absl.set_verbosity(absl.ERROR)
 
 
+def terminal():
+    """The stream of the person at the terminal: stderr, or while :func:`native_output_captured`
+    holds the libraries' output back, the terminal's stderr it kept aside."""
+    return _state.get("terminal") or sys.stderr
+
+
 def say(text: str) -> None:
     """A progress line for the person at the terminal (stderr), also while
     :func:`native_output_captured` holds the libraries' output back."""
-    stream = _state.get("terminal") or sys.stderr
-    print(text, file=stream, flush=True)
+    print(text, file=terminal(), flush=True)
 
 
 @contextlib.contextmanager
@@ -92,7 +97,8 @@ def native_output_captured(enabled: bool = True) -> Iterator[None]:
     """Hold back what native code writes to file descriptors 1 and 2 (C++ logs that no Python
     switch reaches); print it if the block raises an unexpected error. Only where the CLI runs quiet (:func:`active`):
     a program that imports edgeseg keeps its own output. Python's ``sys.stdout``/``sys.stderr``
-    writes in the block go to the same place, so edgeseg prints its result after the block."""
+    writes in the block are held too (also where they are not descriptors 1 and 2, as under a test's
+    capture), so edgeseg prints its result after the block."""
     if not enabled or not active() or "terminal" in _state:
         yield  # off, or inside another capture (a conversion loading its file in LiteRT): it holds
         return
@@ -103,9 +109,13 @@ def native_output_captured(enabled: bool = True) -> Iterator[None]:
         os.dup2(held.fileno(), 1)
         os.dup2(held.fileno(), 2)
         _state["terminal"] = os.fdopen(os.dup(saved[1]), "w", buffering=1)  # for say()
+        # Python-level writes too, where sys.stdout/sys.stderr are not descriptors 1 and 2 (a
+        # test's capture, a notebook): libraries' progress bars print through them.
+        python_held = os.fdopen(os.dup(held.fileno()), "w", buffering=1, errors="replace")
         failed = False
         try:
-            yield
+            with python_held, contextlib.redirect_stdout(python_held), contextlib.redirect_stderr(python_held):
+                yield
         except BaseException as exc:
             # edgeseg's own errors say what is wrong and what to do (and an exit is no error);
             # others get the libraries' words.

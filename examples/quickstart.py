@@ -98,13 +98,31 @@ class Outcome:
         return any(s.status == "failed" for s in self.stages) or any(f["status"] == "failed" for f in self.files)
 
 
+class _Terminal:
+    """stderr of the person at the terminal, also while a stage holds the libraries' native output
+    back (edgeseg.quiet.native_output_captured)."""
+
+    def write(self, text: str) -> int:
+        from edgeseg.quiet import terminal
+
+        return terminal().write(text)
+
+    def flush(self) -> None:
+        from edgeseg.quiet import terminal
+
+        terminal().flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 class Progress:
     """One line per stage with its number, elapsed time and the whole run's clock."""
 
     def __init__(self, total: int, quiet: bool):
         from rich.console import Console
 
-        self.console = Console(stderr=True, quiet=quiet)
+        self.console = Console(file=_Terminal(), quiet=quiet)
         self.total = total
         self.start = time.perf_counter()
         self.index = 0
@@ -118,14 +136,20 @@ class Progress:
         self.console.print(f"  {text}")
 
 
-def run_stage(outcome: Outcome, progress: Progress, name: str, what: str, work) -> object | None:
-    """Run ``work()`` as a stage: time it, record done/failed, never let one stage end the run."""
+def run_stage(outcome: Outcome, progress: Progress, name: str, what: str, work, *,
+              hold_native: bool = True) -> object | None:
+    """Run ``work()`` as a stage: time it, record done/failed, never let one stage end the run.
+    What the libraries' native code prints is held back (shown if the stage fails) unless
+    ``--verbose``; ``hold_native=False`` for a stage that draws its own progress bar."""
+    from edgeseg.quiet import native_output_captured
+
     stage = Stage(name)
     outcome.stages.append(stage)
     progress.stage(name, what)
     start = time.perf_counter()
     try:
-        result = work()
+        with native_output_captured(hold_native):
+            result = work()
         stage.status = "done" if stage.status == "pending" else stage.status
         return result
     except Exception as exc:  # reported in quickstart.md; the following stages still run
@@ -322,7 +346,7 @@ def quickstart(plan: Plan, out: Path, targets: list[str], *, threads: int | None
     outcome = Outcome(plan=asdict(plan), out=str(out))
     progress = Progress(total=5, quiet=quiet)
     best = run_stage(outcome, progress, "train", f"{plan.model} on synthetic street scenes",
-                     lambda: train_model(plan, out, progress, quiet, outcome))
+                     lambda: train_model(plan, out, progress, quiet, outcome), hold_native=False)
     if best is None:
         outcome.total_seconds = time.perf_counter() - start
         write_summary(outcome, out)
@@ -352,6 +376,10 @@ def convert_stage(best: Path, qat: Path | None, plan: Plan, targets: list[str], 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgeseg.quiet import quiet_third_party
+
+    # Before the converters' libraries load: their switches are read at import.
+    quiet_third_party(verbose="--verbose" in (sys.argv[1:] if argv is None else argv))
     from edgeseg.converters import TARGETS
 
     here = [t for t in TARGET_ORDER if TARGETS[t].runs_here()]
@@ -363,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per backend in validate/bench")
     parser.add_argument("--minutes", type=float, default=None, help="training time cap (default: the plan's)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also the converters' and other libraries' own messages (off by default)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run in --out")
     args = parser.parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
