@@ -54,8 +54,8 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="qat_gate_"))
     header = read_checkpoint_header(args.gpu_qat_checkpoint)[0]["extra"]["qat"]
     cpu_cfg = QatConfig("tflite", epochs=header["epochs"], train_images=header["train_images"],
-                        batch_size=header["batch_size"], lr=header["lr"], optimizer=header.get("optimizer"),
-                        momentum=header.get("momentum"), device="cpu")
+                        batch_size=header["batch_size"], lr=header["lr"], optimizer=header.get("optimizer", "adamw"),
+                        momentum=header.get("momentum"), device="cpu")  # QAT was AdamW before headers named it
     cpu = qat_finetune(args.float_checkpoint, cpu_cfg, scratch / "lraspp_small_qat_cpu.safetensors")
     results = {
         "environment": environment(),

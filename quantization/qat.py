@@ -87,7 +87,7 @@ class QatConfig:
         if self.optimizer not in (None, *OPTIMIZERS):
             raise ConfigError(f"--optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
         if self.momentum is not None and not 0 <= self.momentum < 1:
-            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
+            raise ConfigError(f"QAT momentum must be in [0, 1), got {self.momentum}")
         if self.amp not in ("off", "bf16"):
             raise ConfigError(f"--amp {self.amp!r} is not one of ('off', 'bf16') for QAT (fp16 fake quantization overflows)")
         if self.scale_range is not None:
@@ -101,6 +101,14 @@ class QatConfig:
         return "pt2e" if self.target == "all" else SCHEMES[self.target]
 
 
+def training_record(checkpoint: str | Path) -> dict:
+    """The training config ``checkpoint`` records (``edgeseg train`` writes it; a QAT checkpoint
+    passes its source's on), or {} for weights with no record (imported)."""
+    from edgeseg.checkpoint import read_checkpoint_header
+
+    return read_checkpoint_header(checkpoint)[0]["extra"].get("train_config") or {}
+
+
 def resolve_recipe(checkpoint: str | Path, cfg: QatConfig) -> tuple[QatConfig, str]:
     """``cfg`` with the optimizer, lr and momentum it leaves open taken from the training run
     ``checkpoint`` records, and a line saying where each came from.
@@ -109,10 +117,9 @@ def resolve_recipe(checkpoint: str | Path, cfg: QatConfig) -> tuple[QatConfig, s
     lr is too much for one model and too little for another (measured in int8.md: AdamW 1e-4 is
     2.5% of the LR-ASPP recipes' lr and QAT gained there, but 10% of SegFormer-B0's, where QAT
     fell below PTQ on every target). A QAT checkpoint passes its source's training record on."""
-    from edgeseg.checkpoint import read_checkpoint_header
     from edgeseg.train.config import TrainConfig
 
-    trained = read_checkpoint_header(checkpoint)[0]["extra"].get("train_config") or {}
+    trained = training_record(checkpoint)
     known = trained.get("optimizer") in OPTIMIZERS and isinstance(trained.get("lr"), (int, float)) and trained["lr"] > 0
     optimizer = cfg.optimizer or (trained["optimizer"] if known else "adamw")
     momentum = cfg.momentum if cfg.momentum is not None else float(trained.get("momentum", 0.9) if known else 0.9)
@@ -168,7 +175,7 @@ def qat_finetune(checkpoint: str | Path, cfg: QatConfig, out: str | Path, *, kee
 
 
 def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, progress=None) -> QatResult:
-    from edgeseg.checkpoint import load_model, read_checkpoint_header, save_checkpoint
+    from edgeseg.checkpoint import load_model, save_checkpoint
     from edgeseg.converters import TARGETS
     from edgeseg.converters.options import ExportOptions
     from edgeseg.converters.wrapper import build_graphs
@@ -178,7 +185,7 @@ def _finetune(checkpoint, cfg: QatConfig, out, keep_float, setup, dist_info, pro
 
     torch.manual_seed(cfg.seed)
     cfg, recipe = resolve_recipe(checkpoint, cfg)
-    trained = read_checkpoint_header(checkpoint)[0]["extra"].get("train_config")
+    trained = training_record(checkpoint)
     model = load_model(checkpoint)
     check_layers(model, keep_float)
     target = "tflite" if cfg.target == "all" else cfg.target
